@@ -1,0 +1,178 @@
+"""What a dataset is to ganzoo: a spec plus batches drawn on the training device.
+
+Two kinds cover every built-in set:
+
+* :class:`InMemoryDataset`: a fixed set held as one tensor (uint8 images or
+  float vectors) moved to the device once; batches are index draws from an
+  epoch permutation made on the device, then scaled there, so no per-sample
+  Python work runs in the training loop.
+* :class:`SampledDataset`: a distribution drawn fresh for every batch (the
+  WGAN-GP toy sets resample each batch).
+"""
+from __future__ import annotations
+
+import abc
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Shape and labels of a dataset's examples.
+
+    shape: ``(D,)`` for vectors or ``(C, H, W)`` for images.
+    num_classes: number of labels, or None when the set is unlabeled.
+    size: number of examples, or None for a distribution sampled afresh.
+    Images are always served as float in [-1, 1]; vectors in their own units.
+    """
+
+    shape: tuple[int, ...]
+    num_classes: int | None = None
+    size: int | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.shape) == 3
+
+    @property
+    def channels(self) -> int | None:
+        return self.shape[0] if self.is_image else None
+
+    @property
+    def labeled(self) -> bool:
+        return self.num_classes is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["shape"] = list(self.shape)
+        data["kind"] = "image" if self.is_image else "vector"
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DataSpec":
+        return cls(tuple(data["shape"]), data.get("num_classes"), data.get("size"))
+
+
+@dataclass
+class Batch:
+    """real: (B, *spec.shape) float on the training device; labels: (B,) int64 or None."""
+
+    real: torch.Tensor
+    labels: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.real.shape[0]
+
+
+def cache_dir() -> Path:
+    """Where generated data is cached: $GANZOO_CACHE, else $XDG_CACHE_HOME/ganzoo."""
+    if os.environ.get("GANZOO_CACHE"):
+        return Path(os.environ["GANZOO_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ganzoo"
+
+
+class Dataset(abc.ABC):
+    """Base class of every dataset a plugin registers.
+
+    Subclasses set ``name``, ``description`` and ``spec``. Construction must be
+    cheap (``ganzoo list`` builds none, but reads ``spec``); the work happens in
+    :meth:`prepare`, once per run, before the first :meth:`sample`.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    spec: ClassVar[DataSpec]
+
+    def __init__(self, seed: int = 0):
+        #: Seeds this run's batch order (not the data itself, which is fixed).
+        self.seed = seed
+        self.device = torch.device("cpu")
+        self.generator: torch.Generator | None = None
+
+    def prepare(self, device: torch.device | str = "cpu") -> "Dataset":
+        """Load or generate the data and move it to ``device``; returns self."""
+        self.device = torch.device(device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(self.seed)
+        self._prepare()
+        return self
+
+    def _prepare(self) -> None:
+        """Subclass hook: load data onto ``self.device``."""
+
+    @abc.abstractmethod
+    def sample(self, batch_size: int) -> Batch:
+        """A batch of ``batch_size`` examples on ``self.device`` (see :class:`Batch`)."""
+
+
+class SampledDataset(Dataset):
+    """A distribution sampled afresh for every batch."""
+
+    @abc.abstractmethod
+    def draw(self, batch_size: int, generator: torch.Generator, device: torch.device) -> Batch:
+        """A fresh batch from the distribution."""
+
+    def sample(self, batch_size: int) -> Batch:
+        if self.generator is None:
+            self.prepare()
+        return self.draw(batch_size, self.generator, self.device)
+
+
+class InMemoryDataset(Dataset):
+    """A fixed set held on the device; batches follow a shuffled epoch order.
+
+    Subclasses implement :meth:`load`, returning ``(data, labels)``: uint8
+    images (N, C, H, W) in 0..255, or float vectors (N, D); labels (N,) int64 or
+    None.
+    """
+
+    def __init__(self, seed: int = 0):
+        super().__init__(seed)
+        self.data: torch.Tensor | None = None
+        self.labels: torch.Tensor | None = None
+        self._order: torch.Tensor | None = None
+        self._position = 0
+
+    @abc.abstractmethod
+    def load(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The whole set on the CPU: ``(data, labels)`` as described above."""
+
+    def _prepare(self) -> None:
+        if self.data is None:
+            data, labels = self.load()
+            self.data, self.labels = data, labels
+        self.data = self.data.to(self.device)
+        self.labels = None if self.labels is None else self.labels.to(self.device)
+        self._order, self._position = None, 0
+
+    def __len__(self) -> int:
+        if self.data is None:
+            self.prepare()
+        return self.data.shape[0]
+
+    def _scale(self, data: torch.Tensor) -> torch.Tensor:
+        if data.dtype == torch.uint8:  # images: 0..255 -> [-1, 1]
+            return data.float().div_(127.5).sub_(1.0)
+        return data.float()
+
+    def _next_indices(self, batch_size: int) -> torch.Tensor:
+        n = len(self)
+        if batch_size > n:
+            raise ValueError(f"batch size {batch_size} exceeds the {n} examples of {self.name!r}")
+        if self._order is None or self._position + batch_size > n:
+            # Drop the short tail of an epoch: every batch has batch_size items.
+            self._order = torch.randperm(n, generator=self.generator, device=self.device)
+            self._position = 0
+        indices = self._order[self._position : self._position + batch_size]
+        self._position += batch_size
+        return indices
+
+    def sample(self, batch_size: int) -> Batch:
+        indices = self._next_indices(batch_size)
+        labels = None if self.labels is None else self.labels[indices]
+        return Batch(self._scale(self.data[indices]), labels)

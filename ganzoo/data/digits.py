@@ -1,0 +1,53 @@
+"""digits: labeled 28x28 grayscale digits rendered with Pillow (no download).
+
+Stroke templates with random affine jitter, stroke width and blur (see
+:mod:`ganzoo.data.render_digits`). The set is deterministic and rendered once,
+then cached as ``.npz`` under :func:`~ganzoo.data.base.cache_dir`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..hookspecs import hookimpl
+from ..io import atomic_write
+from .base import DataSpec, InMemoryDataset, cache_dir
+from .render_digits import DIGITS_VERSION, render_digits
+
+
+class Digits(InMemoryDataset):
+    name = "digits"
+    description = "rendered 28x28 grayscale digits 0-9 with affine, stroke and blur jitter; labeled"
+    count = 20_000
+    data_seed = 2026  # fixed: the data is the same for every run
+    spec = DataSpec(shape=(1, 28, 28), num_classes=10, size=count)
+
+    def cache_path(self):
+        return cache_dir() / f"digits-v{DIGITS_VERSION}-n{self.count}-s{self.data_seed}-28.npz"
+
+    def load(self):
+        path = self.cache_path()
+        images = labels = None
+        if path.exists():
+            try:
+                with np.load(path) as cached:
+                    images, labels = cached["images"], cached["labels"]
+            except (OSError, ValueError, KeyError):
+                images = None  # a damaged cache is simply rendered again
+        if images is None or images.shape != (self.count, 28, 28):
+            images, labels = render_digits(self.count, self.data_seed, 28)
+            _save_npz_atomically(path, images=images, labels=labels)
+        return torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels).long()
+
+
+def _save_npz_atomically(path, **arrays) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda handle: np.savez(handle, **arrays))
+    except OSError:
+        pass  # an unwritable cache only costs a re-render next time
+
+
+@hookimpl
+def register_datasets(register):
+    register(Digits)
