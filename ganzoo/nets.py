@@ -1,0 +1,187 @@
+"""Network families shared by the built-in variants.
+
+Generators map noise ``z: (B, nz)`` (and labels ``(B,)`` int64 when
+conditional) to samples ``(B, *shape)``; image generators end in tanh, so
+images are in [-1, 1]. Discriminators / critics map samples (and labels) to
+raw scores ``(B,)`` (logits for the BCE variants).
+
+* MLP nets: the toy nets of the WGAN-GP paper (3 x Linear 512 + ReLU) for
+  vectors, and the classic MNIST GAN MLP (hidden 128, LeakyReLU) for flattened
+  images.
+* Conv nets: the DCGAN family. An image of side S is reached from a seed of
+  side S / 2^k (k upsamplings by transposed conv 4x4 stride 2, the seed side
+  kept >= 4): 28 -> 7, 32 -> 4, 64 -> 4. The critic mirrors it.
+
+Conditioning (CGAN, Mirza & Osindero): a learned label embedding is
+concatenated to z and to the critic's input (for conv critics as one extra
+H x W input plane).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def _activation(name: str) -> nn.Module:
+    if name == "relu":
+        return nn.ReLU()
+    if name == "lrelu":
+        return nn.LeakyReLU(0.2)
+    raise ValueError(f"unknown activation {name!r}; use 'relu' or 'lrelu'")
+
+
+def seed_side(size: int) -> tuple[int, int]:
+    """(seed side, number of x2 upsamplings) for an image side ``size``."""
+    if size < 8 or size % 4:
+        raise ValueError(f"conv nets need an image side that is a multiple of 4 and >= 8, got {size}")
+    ups = 0
+    while size % (2 ** (ups + 1)) == 0 and size // 2 ** (ups + 1) >= 4:
+        ups += 1
+    return size // 2**ups, ups
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """DCGAN initialisation: conv/linear weights N(0, 0.02), BN weights N(1, 0.02)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+class _LabelInput(nn.Module):
+    """Embeds labels (B,) -> (B, dim); a no-op module when unconditional."""
+
+    def __init__(self, num_classes: int | None, dim: int):
+        super().__init__()
+        self.dim = dim if num_classes else 0
+        self.embed = nn.Embedding(num_classes, dim) if num_classes else None
+
+    def forward(self, labels: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        if self.embed is None:
+            return None
+        if labels is None:
+            raise ValueError("this network is conditional: pass labels (B,) int64")
+        return self.embed(labels)
+
+
+class MLPGenerator(nn.Module):
+    """z (B, nz) [+ labels] -> (B, *shape); ``layers`` hidden Linear+activation blocks."""
+
+    def __init__(self, nz: int, shape: tuple[int, ...], hidden: int, layers: int,
+                 activation: str = "relu", tanh: bool = False,
+                 num_classes: int | None = None, embed_dim: int = 10):
+        super().__init__()
+        self.shape = tuple(shape)
+        self.labels = _LabelInput(num_classes, embed_dim)
+        dims = [nz + self.labels.dim] + [hidden] * layers
+        blocks: list[nn.Module] = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            blocks += [nn.Linear(a, b), _activation(activation)]
+        blocks.append(nn.Linear(dims[-1], math.prod(self.shape)))
+        if tanh:
+            blocks.append(nn.Tanh())
+        self.body = nn.Sequential(*blocks)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        e = self.labels(labels, z.shape[0])
+        h = z if e is None else torch.cat([z, e], dim=1)
+        return self.body(h).view(z.shape[0], *self.shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """x (B, *shape) [+ labels] -> scores (B,); inputs are flattened."""
+
+    def __init__(self, shape: tuple[int, ...], hidden: int, layers: int,
+                 activation: str = "relu", num_classes: int | None = None, embed_dim: int = 10):
+        super().__init__()
+        self.labels = _LabelInput(num_classes, embed_dim)
+        dims = [math.prod(shape) + self.labels.dim] + [hidden] * layers
+        blocks: list[nn.Module] = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            blocks += [nn.Linear(a, b), _activation(activation)]
+        blocks.append(nn.Linear(dims[-1], 1))
+        self.body = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        h = x.flatten(1)
+        e = self.labels(labels, x.shape[0])
+        if e is not None:
+            h = torch.cat([h, e], dim=1)
+        return self.body(h).squeeze(1)
+
+
+class ConvGenerator(nn.Module):
+    """DCGAN generator: z -> Linear to a (width*2^(k-1), s, s) seed -> k transposed convs -> tanh.
+
+    batchnorm: BatchNorm after every layer but the output (DCGAN); the WGAN-GP
+    paper keeps it in G too (only the critic drops it).
+    """
+
+    def __init__(self, nz: int, shape: tuple[int, int, int], width: int,
+                 num_classes: int | None = None, embed_dim: int = 50, batchnorm: bool = True):
+        super().__init__()
+        channels, height, width_px = shape
+        if height != width_px:
+            raise ValueError(f"conv nets need square images, got {height}x{width_px}")
+        side, ups = seed_side(height)
+        self.labels = _LabelInput(num_classes, embed_dim)
+        top = width * 2 ** (ups - 1)
+        self.seed_shape = (top, side, side)
+        norm1d = nn.BatchNorm1d if batchnorm else lambda n: nn.Identity()
+        norm2d = nn.BatchNorm2d if batchnorm else lambda n: nn.Identity()
+        self.stem = nn.Sequential(
+            nn.Linear(nz + self.labels.dim, top * side * side, bias=not batchnorm),
+            norm1d(top * side * side), nn.ReLU(),
+        )
+        blocks: list[nn.Module] = []
+        c = top
+        for _ in range(ups - 1):
+            blocks += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=not batchnorm), norm2d(c // 2), nn.ReLU()]
+            c //= 2
+        blocks += [nn.ConvTranspose2d(c, channels, 4, 2, 1), nn.Tanh()]
+        self.body = nn.Sequential(*blocks)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        e = self.labels(labels, z.shape[0])
+        h = z if e is None else torch.cat([z, e], dim=1)
+        return self.body(self.stem(h).view(z.shape[0], *self.seed_shape))
+
+
+class ConvDiscriminator(nn.Module):
+    """DCGAN critic: k strided 4x4 convs (width, 2*width, ...) with LeakyReLU 0.2 -> Linear -> (B,).
+
+    norm: "batch" (DCGAN: on every conv but the first), "layer" (per-sample,
+    allowed with a gradient penalty) or "none" (WGAN-GP critic).
+    """
+
+    def __init__(self, shape: tuple[int, int, int], width: int, norm: str = "batch",
+                 num_classes: int | None = None):
+        super().__init__()
+        channels, height, _ = shape
+        side, downs = seed_side(height)
+        self.labels = _LabelInput(num_classes, height * height)
+        self.side = height
+        blocks: list[nn.Module] = []
+        c_in, c_out = channels + (1 if num_classes else 0), width
+        for i in range(downs):
+            use_norm = norm != "none" and i > 0
+            blocks.append(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=not (use_norm and norm == "batch")))
+            if use_norm:
+                blocks.append(nn.BatchNorm2d(c_out) if norm == "batch"
+                              else nn.GroupNorm(1, c_out))  # GroupNorm(1) = LayerNorm over C,H,W
+            blocks.append(nn.LeakyReLU(0.2))
+            c_in, c_out = c_out, c_out * 2
+        self.body = nn.Sequential(*blocks)
+        self.head = nn.Linear(c_in * side * side, 1)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        e = self.labels(labels, x.shape[0])
+        if e is not None:
+            x = torch.cat([x, e.view(x.shape[0], 1, self.side, self.side)], dim=1)
+        return self.head(self.body(x).flatten(1)).squeeze(1)

@@ -1,0 +1,219 @@
+"""The variant contract: everything the shared trainer needs to know about a GAN.
+
+A variant is a class registered through the ``register_variants`` hook. It
+declares
+
+* ``name``, ``conditional`` (needs labels), ``paper`` and ``summary``;
+* ``defaults``: its hyperparameters as its paper gives them, and
+  ``vector_defaults``: the overrides used on 2-D/vector data (toy nets, toy
+  batch size). Any key can be overridden by the user (``--set KEY=VALUE``);
+* :meth:`Variant.build`: its networks for a :class:`~ganzoo.data.DataSpec`, as an
+  ``nn.ModuleDict`` (names are free: ``G``/``D``, or ``G_ab``, ``G_ba``, ...);
+* :meth:`Variant.make_optimizers`: a dict of optimisers, keyed by name;
+* :meth:`Variant.phases`: the training phases of one *generator step*. Each
+  :class:`Phase` names the optimisers it steps, how often it repeats (the
+  critic phase of WGAN-GP repeats ``n_critic`` times) and a loss function
+  ``loss(nets, batch) -> (loss, stats)``;
+* :meth:`Variant.latent` and :meth:`Variant.generate`: how to sample.
+
+The trainer only calls these. For one phase repeat it draws a batch, makes the
+phase's parameters the only trainable ones, zeroes their gradients, calls the
+loss, backpropagates, steps the phase's optimisers, then calls ``phase.after``.
+After all phases it calls :meth:`Variant.end_step`. It never looks at a
+variant's name.
+
+How other designs fit without touching the trainer:
+
+* **Several networks** (CycleGAN: two generators, two critics): ``build``
+  returns ``G_ab, G_ba, D_a, D_b``; ``make_optimizers`` returns ``{"G": Adam
+  over both generators, "D_a": ..., "D_b": ...}``; ``phases`` returns a
+  generator phase updating ``("G",)`` whose loss adds the adversarial, cycle and
+  identity terms, then one phase per critic. The batch holds both domains
+  (a dataset whose ``real`` is a pair, or two datasets zipped by a plugin).
+* **A schedule that changes the networks** (progressive growing): ``end_step``
+  receives the :class:`TrainState`; at a resolution switch it grows the
+  modules in ``state.nets`` (add a block, update ``alpha``) and replaces the
+  entries of ``state.optimizers``; ``phases`` may depend on ``state.step``.
+* **An EMA copy of G**: ``build`` adds ``G_ema`` (no optimiser owns it, so it
+  never trains); the G phase's ``after`` callback (or ``end_step``) updates it;
+  ``generate`` samples from ``G_ema``. Checkpoints include it automatically.
+* **Extra regularisers** (R1, path length): part of a phase's loss, or a
+  phase of their own with ``every=16`` for lazy regularisation (StyleGAN2),
+  stepping the same optimiser; ``ganzoo.ops.gradient_penalty(center=0)``
+  gives R1.
+"""
+from __future__ import annotations
+
+import abc
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+
+from .data.base import Batch, DataSpec
+from .errors import GanzooError
+
+LossFn = Callable[[nn.ModuleDict, Batch], "tuple[torch.Tensor, dict[str, Any]]"]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One kind of optimisation step within a generator step.
+
+    name: prefix of the phase's logged values (``"D"`` -> ``D/loss``).
+    updates: keys of the optimisers this phase steps; only their parameters
+        are trainable while the phase runs.
+    loss: ``loss(nets, batch) -> (scalar loss, stats)``; ``stats`` maps names
+        to floats or 0-d tensors, logged as ``{name}/{key}``.
+    repeats: how many times it runs per generator step (e.g. n_critic).
+    every: run only on generator steps divisible by this (lazy regularisers).
+    after: called with the nets after each optimiser step (weight clipping,
+        EMA updates), or None.
+    """
+
+    name: str
+    updates: tuple[str, ...]
+    loss: LossFn
+    repeats: int = 1
+    every: int = 1
+    after: Callable[[nn.ModuleDict], None] | None = None
+
+
+@dataclass
+class TrainState:
+    """What the trainer holds for a run; passed to :meth:`Variant.end_step`."""
+
+    nets: nn.ModuleDict
+    optimizers: dict[str, torch.optim.Optimizer]
+    step: int = 0  # completed generator steps
+    extra: dict[str, Any] = field(default_factory=dict)  # variant-owned, checkpointed
+
+
+class Variant(abc.ABC):
+    """Base class of every GAN variant. See the module docstring for the contract."""
+
+    name: ClassVar[str] = ""
+    conditional: ClassVar[bool] = False
+    paper: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    default_dataset: ClassVar[str] = "digits"
+    defaults: ClassVar[dict[str, Any]] = {}
+    vector_defaults: ClassVar[dict[str, Any]] = {}
+    #: Hyperparameters that must be > 0.
+    positive: ClassVar[frozenset[str]] = frozenset(
+        {"steps", "batch_size", "lr_g", "lr_d", "n_critic", "nz", "width", "hidden"}
+    )
+
+    def __init__(self, spec: DataSpec | None = None, **overrides: Any):
+        if self.conditional and spec is not None and not spec.labeled:
+            raise GanzooError(
+                f"variant {self.name!r} is conditional and needs labeled data, but the dataset "
+                "has no labels; choose a labeled dataset (e.g. --dataset digits or 8gaussians)"
+            )
+        self.spec = spec
+        self.hparams = self.resolve_hparams(spec, overrides)
+
+    @classmethod
+    def known_hparams(cls) -> dict[str, Any]:
+        return {**cls.defaults, **cls.vector_defaults}
+
+    @classmethod
+    def resolve_hparams(cls, spec: DataSpec | None, overrides: dict[str, Any]) -> dict[str, Any]:
+        """Defaults for the data kind, then the user's overrides, type-checked."""
+        resolved = dict(cls.defaults)
+        if spec is not None and not spec.is_image:
+            resolved.update(cls.vector_defaults)
+        known = cls.known_hparams()
+        for key, value in overrides.items():
+            if key not in known:
+                raise GanzooError(
+                    f"variant {cls.name!r} has no hyperparameter {key!r}; "
+                    f"known: {', '.join(sorted(known))}"
+                )
+            resolved[key] = coerce_hparam(key, value, known[key])
+            if key in cls.positive and not resolved[key] > 0:
+                raise GanzooError(f"{key} must be positive, got {value!r}")
+        return resolved
+
+    # -- what the trainer calls ---------------------------------------------
+    @abc.abstractmethod
+    def build(self, spec: DataSpec) -> nn.ModuleDict:
+        """Fresh networks for data of this spec."""
+
+    @abc.abstractmethod
+    def make_optimizers(self, nets: nn.ModuleDict) -> dict[str, torch.optim.Optimizer]:
+        """Optimisers over ``nets``, keyed by the names phases use in ``updates``."""
+
+    @abc.abstractmethod
+    def phases(self, step: int) -> list[Phase]:
+        """The phases of generator step ``step`` (0-based), in order."""
+
+    @abc.abstractmethod
+    def latent(self, n: int, device: torch.device) -> torch.Tensor:
+        """Noise for ``n`` samples, drawn from torch's default RNG on ``device``."""
+
+    @abc.abstractmethod
+    def generate(
+        self, nets: nn.ModuleDict, z: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Samples (n, *spec.shape) from noise ``z``; images in [-1, 1]."""
+
+    def end_step(self, state: TrainState) -> None:
+        """Called after every generator step (schedules, EMA); default: nothing."""
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.hparams["batch_size"])
+
+    @property
+    def steps(self) -> int:
+        return int(self.hparams["steps"])
+
+
+def parse_hparam_text(text: str) -> Any:
+    """Parse a ``--set`` value: JSON (numbers, true/false, lists), else a plain string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        lowered = text.strip().lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        return text
+
+
+def coerce_hparam(key: str, value: Any, default: Any) -> Any:
+    """Give ``value`` the type of ``default`` (e.g. "0.5,0.9" -> (0.5, 0.9))."""
+    given = value
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                value = parse_hparam_text(value)
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if isinstance(default, int) and not isinstance(default, bool):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value if not isinstance(value, str) else float(value))
+        if isinstance(default, float):
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if isinstance(default, (tuple, list)):
+            if isinstance(value, str):
+                value = [float(v) for v in value.strip("()[]").split(",")]
+            value = tuple(float(v) for v in value)
+            if len(value) != len(default):
+                raise ValueError
+            return value
+        if isinstance(default, str):
+            return str(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    raise GanzooError(
+        f"bad value {given!r} for hyperparameter {key!r}: expected something like {default!r}"
+    )

@@ -1,0 +1,178 @@
+"""TwoPlayerVariant: the common shape of most GANs, for built-ins and plugins alike.
+
+One generator ``G`` and one discriminator / critic ``D``, one Adam each; a D
+phase repeated ``n_critic`` times, then a G phase. A subclass supplies its
+losses (:meth:`d_loss`, :meth:`g_loss`) and, if it wants, its own nets
+(:meth:`image_nets`) or extra terms (override :meth:`discriminator_step`).
+
+Hyperparameters every subclass has (override values in ``defaults``):
+``steps`` generator steps, ``batch_size``, ``lr_g``, ``lr_d``, ``betas``,
+``n_critic``, ``nz`` (noise dim for images), ``arch`` ("mlp" or "conv" for
+images), ``width`` (conv base channels), ``hidden``/``layers`` (MLP nets) and
+``toy_nz``/``toy_hidden``/``toy_layers`` (nets for vector data).
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data.base import Batch, DataSpec
+from ..errors import GanzooError
+from ..nets import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator, dcgan_init
+from ..variant import Phase, Variant
+
+COMMON_DEFAULTS: dict[str, Any] = {
+    "steps": 3000,
+    "batch_size": 64,
+    "lr_g": 2e-4,
+    "lr_d": 2e-4,
+    "betas": (0.5, 0.999),
+    "n_critic": 1,
+    "nz": 100,
+    "arch": "conv",
+    "width": 64,
+    "hidden": 128,
+    "layers": 1,
+}
+
+# The toy nets of the WGAN-GP paper (gan_toy.py): 2-d noise, 3 x Linear 512 + ReLU.
+TOY_DEFAULTS: dict[str, Any] = {
+    "steps": 2000,
+    "batch_size": 256,
+    "toy_nz": 2,
+    "toy_hidden": 512,
+    "toy_layers": 3,
+}
+
+
+class TwoPlayerVariant(Variant):
+    """G versus D with per-variant losses; see the module docstring."""
+
+    defaults = COMMON_DEFAULTS
+    vector_defaults = TOY_DEFAULTS
+    #: Critic normalisation for conv nets: "batch", "layer" or "none".
+    critic_norm = "batch"
+    #: Apply the DCGAN N(0, 0.02) initialisation.
+    dcgan_init = True
+
+    # -- losses: the part a subclass writes ---------------------------------
+    @abc.abstractmethod
+    def d_loss(self, real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+        """Critic loss from raw scores (B,) on real and generated data."""
+
+    @abc.abstractmethod
+    def g_loss(self, fake_scores: torch.Tensor) -> torch.Tensor:
+        """Generator loss from the critic's raw scores (B,) on generated data."""
+
+    def score_stat(self, scores: torch.Tensor) -> torch.Tensor:
+        """The logged D(x) / D(G(z)): the mean raw score (BCE variants log probabilities)."""
+        return scores.mean()
+
+    # -- networks -----------------------------------------------------------
+    def build(self, spec: DataSpec) -> nn.ModuleDict:
+        hp = self.hparams
+        classes = spec.num_classes if self.conditional else None
+        if not spec.is_image:
+            nets = nn.ModuleDict({
+                "G": MLPGenerator(hp["toy_nz"], spec.shape, hp["toy_hidden"], hp["toy_layers"],
+                                  "relu", num_classes=classes),
+                "D": MLPDiscriminator(spec.shape, hp["toy_hidden"], hp["toy_layers"], "relu",
+                                      num_classes=classes),
+            })
+        else:
+            nets = self.image_nets(spec, classes)
+            if self.dcgan_init:
+                dcgan_init(nets)
+        return nets
+
+    def image_nets(self, spec: DataSpec, classes: int | None) -> nn.ModuleDict:
+        hp = self.hparams
+        if hp["arch"] == "mlp":
+            return nn.ModuleDict({
+                "G": MLPGenerator(hp["nz"], spec.shape, hp["hidden"], hp["layers"], "lrelu",
+                                  tanh=True, num_classes=classes),
+                "D": MLPDiscriminator(spec.shape, hp["hidden"], hp["layers"], "lrelu",
+                                      num_classes=classes),
+            })
+        if hp["arch"] == "conv":
+            try:
+                return nn.ModuleDict({
+                    "G": ConvGenerator(hp["nz"], spec.shape, hp["width"], num_classes=classes),
+                    "D": ConvDiscriminator(spec.shape, hp["width"], self.critic_norm,
+                                           num_classes=classes),
+                })
+            except ValueError as exc:
+                raise GanzooError(f"{exc}; use --set arch=mlp for other image sizes") from None
+        raise GanzooError(f"unknown arch {hp['arch']!r}; use 'mlp' or 'conv'")
+
+    def make_optimizers(self, nets: nn.ModuleDict) -> dict[str, torch.optim.Optimizer]:
+        hp = self.hparams
+        return {
+            "G": torch.optim.Adam(nets["G"].parameters(), lr=hp["lr_g"], betas=hp["betas"]),
+            "D": torch.optim.Adam(nets["D"].parameters(), lr=hp["lr_d"], betas=hp["betas"]),
+        }
+
+    # -- sampling -----------------------------------------------------------
+    @property
+    def noise_dim(self) -> int:
+        image = self.spec is None or self.spec.is_image
+        return int(self.hparams["nz"] if image else self.hparams["toy_nz"])
+
+    def latent(self, n: int, device: torch.device) -> torch.Tensor:
+        return torch.randn(n, self.noise_dim, device=device)
+
+    def generate(self, nets, z, labels=None):
+        return nets["G"](z, labels if self.conditional else None)
+
+    # -- phases -------------------------------------------------------------
+    def phases(self, step: int) -> list[Phase]:
+        return [
+            Phase("D", ("D",), self.discriminator_step, repeats=int(self.hparams["n_critic"])),
+            Phase("G", ("G",), self.generator_step),
+        ]
+
+    def _labels(self, batch: Batch) -> torch.Tensor | None:
+        return batch.labels if self.conditional else None
+
+    def discriminator_step(self, nets: nn.ModuleDict, batch: Batch):
+        labels = self._labels(batch)
+        with torch.no_grad():  # the fake batch is a constant for D
+            fake = self.generate(nets, self.latent(len(batch), batch.real.device), labels)
+        real_scores = nets["D"](batch.real, labels)
+        fake_scores = nets["D"](fake, labels)
+        loss = self.d_loss(real_scores, fake_scores)
+        stats = {"real": self.score_stat(real_scores), "fake": self.score_stat(fake_scores)}
+        penalty, penalty_stats = self.d_regularizer(nets, batch.real, fake, labels)
+        if penalty is not None:
+            loss = loss + penalty
+            stats.update(penalty_stats)
+        return loss, {"loss": loss, **stats}
+
+    def d_regularizer(self, nets: nn.ModuleDict, real: torch.Tensor, fake: torch.Tensor,
+                      labels: torch.Tensor | None) -> tuple[torch.Tensor | None, dict[str, Any]]:
+        """An extra critic term (gradient penalty, R1) and its stats; default: none."""
+        return None, {}
+
+    def generator_step(self, nets: nn.ModuleDict, batch: Batch):
+        labels = self._labels(batch)
+        fake = self.generate(nets, self.latent(len(batch), batch.real.device), labels)
+        fake_scores = nets["D"](fake, labels)
+        loss = self.g_loss(fake_scores)
+        return loss, {"loss": loss, "fake": self.score_stat(fake_scores)}
+
+
+class BCELossMixin:
+    """Non-saturating BCE (Goodfellow et al. 2014): G minimises softplus(-D(G(z)))."""
+
+    def d_loss(self, real_scores, fake_scores):
+        # -log sigmoid(d_real) - log(1 - sigmoid(d_fake)), stable in logit space.
+        return nn.functional.softplus(-real_scores).mean() + nn.functional.softplus(fake_scores).mean()
+
+    def g_loss(self, fake_scores):
+        return nn.functional.softplus(-fake_scores).mean()
+
+    def score_stat(self, scores):
+        return torch.sigmoid(scores).mean()
