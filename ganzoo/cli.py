@@ -1,0 +1,230 @@
+"""The ``ganzoo`` command line: list, train, sample.
+
+Every user error is one line on stderr and exit code 2; no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+from .errors import GanzooError
+
+EPILOG_TRAIN = """examples:
+  ganzoo train wgan-gp                              # digits, defaults, ~10 min on 2 CPU cores
+  ganzoo train dcgan --steps 500 --out runs/dcgan   # a shorter run into a chosen folder
+  ganzoo train wgan-gp --dataset 8gaussians --set gp_weight=0.1
+  ganzoo train lsgan --set a=-1 b=1 c=0             # the LSGAN paper's alternative coding
+  ganzoo train cgan --set arch=mlp betas=0.5,0.99
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (exit 2) instead of usage + error."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. n_critic=5), got {text!r}")
+    return key.strip(), value.strip()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ganzoo", description="Train, sample and compare GAN variants.")
+    parser.add_argument("--version", action="version", version=f"ganzoo {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = commands.add_parser("list", help="list variants, datasets and plugin problems",
+                            description="List the registered variants (with the plugin providing each), "
+                                        "the datasets, and plugins that failed to load.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = commands.add_parser("train", help="train a variant", epilog=EPILOG_TRAIN,
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            description="Train VARIANT and write samples, metrics.jsonl and "
+                                        "checkpoints into a run directory.")
+    p.add_argument("variant", metavar="VARIANT", help="a name from `ganzoo list`")
+    p.add_argument("--dataset", help="dataset name (default: the variant's default, digits)")
+    p.add_argument("--steps", type=_positive_int, help="generator steps (default: the variant's)")
+    p.add_argument("--batch-size", type=_positive_int, help="examples per batch")
+    p.add_argument("--lr", type=_positive_float, help="learning rate of both G and D")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", type=Path, help="run directory (default: runs/VARIANT-DATASET-TIME)")
+    p.add_argument("--sample-every", type=_non_negative_int, default=500,
+                   help="write a sample grid every N steps; 0: only at the end (default 500)")
+    p.add_argument("--ckpt-every", type=_non_negative_int, default=1000,
+                   help="write a checkpoint every N steps; 0: only at the end (default 1000)")
+    p.add_argument("--log-every", type=_positive_int, default=10,
+                   help="append to metrics.jsonl every N steps (default 10)")
+    p.add_argument("--set", dest="overrides", type=_key_value, nargs="+", action="extend",
+                   default=[], metavar="KEY=VALUE",
+                   help="override a variant hyperparameter (see `ganzoo list --json`)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+
+    p = commands.add_parser("sample", help="sample from a trained run",
+                            description="Draw samples from a run directory's newest checkpoint "
+                                        "(or a given checkpoint) and save them as a PNG.")
+    p.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
+    p.add_argument("--n", type=_positive_int, default=64, help="number of samples (default 64)")
+    p.add_argument("--label", type=int, help="class to draw (conditional variants)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--out", type=Path, help="PNG file (default: RUN_DIR/samples/sample-seedN.png)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    return parser
+
+
+def cmd_list(args) -> int:
+    from . import plugins
+    from .registry import DATASETS, VARIANTS, plugin_failures
+
+    variants = []
+    for name in VARIANTS.names():
+        entry = VARIANTS.entry(name)
+        cls = entry.obj
+        variants.append({
+            "name": name, "plugin": entry.plugin, "builtin": plugins.plugin_info(entry.plugin).builtin,
+            "conditional": cls.conditional, "summary": cls.summary, "paper": cls.paper,
+            "default_dataset": cls.default_dataset,
+            "hparams": _jsonable(cls.defaults), "vector_hparams": _jsonable(cls.vector_defaults),
+        })
+    datasets = []
+    for name in DATASETS.names():
+        entry = DATASETS.entry(name)
+        datasets.append({"name": name, "plugin": entry.plugin, "description": entry.obj.description,
+                         **entry.obj.spec.to_dict()})
+    failures = [{"plugin": f.plugin, "problem": f.problem} for f in plugin_failures()]
+    if args.json:
+        print(json.dumps({"variants": variants, "datasets": datasets, "plugin_failures": failures}, indent=2))
+        return 0
+    print("Variants:")
+    for v in variants:
+        flag = " [conditional]" if v["conditional"] else ""
+        print(f"  {v['name']:<12} {v['summary']}{flag}  (plugin: {v['plugin']})")
+    print("Datasets:")
+    for d in datasets:
+        shape = "x".join(str(s) for s in d["shape"])
+        classes = f"{d['num_classes']} classes" if d["num_classes"] else "unlabeled"
+        size = f"{d['size']:,} examples" if d["size"] else "sampled"
+        print(f"  {d['name']:<12} {shape:<8} {classes:<11} {size:<16} {d['description']}")
+    if failures:
+        print("Plugin problems:")
+        for f in failures:
+            print(f"  {f['plugin']}: {f['problem']}")
+    return 0
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+def cmd_train(args) -> int:
+    from .trainer import TrainOptions, train
+    from .variant import parse_hparam_text
+
+    hparams: dict[str, Any] = {key: parse_hparam_text(value) for key, value in args.overrides}
+    if args.steps is not None:
+        hparams["steps"] = args.steps
+    if args.batch_size is not None:
+        hparams["batch_size"] = args.batch_size
+    if args.lr is not None:
+        hparams["lr_g"] = hparams["lr_d"] = args.lr
+    options = TrainOptions(device=args.device, seed=args.seed, sample_every=args.sample_every,
+                           ckpt_every=args.ckpt_every, log_every=args.log_every,
+                           progress=not args.quiet)
+    result = train(args.variant, args.dataset, out=args.out, hparams=hparams, options=options)
+    final = ", ".join(f"{k} {v:.4g}" for k, v in result.last_metrics.items() if k.endswith("/loss"))
+    print(f"done: {result.state.step} steps ({final})")
+    print(f"  samples:    {result.run_dir / 'samples' / 'final.png'}")
+    print(f"  metrics:    {result.run_dir / 'metrics.jsonl'}")
+    print(f"  checkpoint: {result.run_dir / 'checkpoints'}")
+    print(f"  sample more: ganzoo sample {result.run_dir}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from .plotting import save_image_grid, save_scatter_plot
+    from .registry import create_dataset
+    from .sampling import load_generator, sample
+    from .trainer import resolve_device
+
+    loaded = load_generator(args.path, resolve_device(args.device))
+    images = sample(loaded, n=args.n, label=args.label, seed=args.seed)
+    source = Path(args.path)
+    run_dir = source if source.is_dir() else source.parent.parent
+    out = args.out or run_dir / "samples" / f"sample-seed{args.seed}.png"
+    try:
+        if loaded.spec.is_image:
+            nrow = loaded.spec.num_classes if (loaded.variant.conditional and args.label is None
+                                                and args.n % loaded.spec.num_classes == 0) else None
+            save_image_grid(images, out, nrow=nrow)
+        else:
+            data = create_dataset(loaded.config["dataset"], seed=args.seed).prepare(images.device)
+            save_scatter_plot(data.sample(args.n).real, images, out,
+                              title=f"{loaded.variant.name} step {loaded.step}")
+    except OSError as exc:
+        raise GanzooError(f"cannot write {out}: {exc.strerror or exc}") from None
+    print(f"wrote {args.n} samples from step {loaded.step} to {out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version or a usage error: report its code
+        return exc.code if isinstance(exc.code, int) else 2
+    if args.command is None:
+        parser.print_help()
+        return 2
+    handler = {"list": cmd_list, "train": cmd_train, "sample": cmd_sample}[args.command]
+    try:
+        return handler(args)
+    except GanzooError as exc:
+        print(f"ganzoo: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ganzoo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
