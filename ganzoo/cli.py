@@ -198,7 +198,7 @@ def cmd_sample(args) -> int:
             save_image_grid(images, out, nrow=nrow)
         else:
             data = create_dataset(loaded.config["dataset"], seed=args.seed).prepare(images.device)
-            save_scatter_plot(data.sample(args.n).real, images, out,
+            save_scatter_plot(data.reference_sample(args.n).real, images, out,
                               title=f"{loaded.variant.name} step {loaded.step}")
     except OSError as exc:
         raise GanzooError(f"cannot write {out}: {exc.strerror or exc}") from None

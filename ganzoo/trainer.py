@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -109,7 +110,13 @@ class Trainer:
             if spec.is_image:
                 n = classes * max(1, n // classes)  # one column per class
             labels = torch.arange(n, device=self.device) % classes
-        return self.variant.latent(n, self.device), labels, nrow
+        # A forked RNG: the grid noise depends on the seed alone and leaves the
+        # training stream untouched (so a resumed run draws the same grids).
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, device_type=self.device.type):
+            torch.manual_seed(self.options.seed)
+            z = self.variant.latent(n, self.device)
+        return z, labels, nrow
 
     def _trainable(self, state: TrainState, phase: Phase) -> list[torch.optim.Optimizer]:
         """Make only the phase's parameters require grad; return its optimisers."""
@@ -138,7 +145,7 @@ class Trainer:
             # Small images are upscaled so a grid is readable at a glance.
             save_image_grid(fake, path, nrow=nrow, scale=2 if fake.shape[-1] <= 32 else 1)
         else:
-            real = self.dataset.sample(fake.shape[0]).real
+            real = self.dataset.reference_sample(fake.shape[0]).real
             save_scatter_plot(real, fake, path, title=f"{self.variant.name} step {state.step}")
         return path
 
@@ -196,6 +203,9 @@ class Trainer:
         (self.run_dir / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
 
         total = self.variant.steps
+        if opts.progress:
+            print(f"training {self.variant.name} on {self.dataset.name} ({self.device}) for {total} steps "
+                  f"-> {self.run_dir}", file=sys.stderr)
         progress = Progress(total, f"{self.variant.name}/{self.dataset.name}", enabled=opts.progress)
         # Stats stay on the device until log time: no host sync per step.
         pending: dict[str, list[torch.Tensor]] = {}

@@ -103,7 +103,7 @@ class Variant(abc.ABC):
     vector_defaults: ClassVar[dict[str, Any]] = {}
     #: Hyperparameters that must be > 0.
     positive: ClassVar[frozenset[str]] = frozenset(
-        {"steps", "batch_size", "lr_g", "lr_d", "n_critic", "nz", "width", "hidden"}
+        {"steps", "batch_size", "lr_g", "lr_d", "n_critic", "nz", "g_width", "d_width", "hidden"}
     )
 
     def __init__(self, spec: DataSpec | None = None, **overrides: Any):

@@ -18,11 +18,11 @@ def test_train_then_sample_end_to_end(tmp_path, capsys):
     run = tmp_path / "run"
     code = main(["train", "wgan-gp", "--steps", "4", "--batch-size", "16", "--out", str(run),
                  "--sample-every", "2", "--ckpt-every", "2", "--log-every", "1", "--quiet",
-                 "--set", "width=8", "nz=16"])
+                 "--set", "g_width=8", "d_width=8", "nz=16"])
     assert code == 0
     config = json.loads((run / "config.json").read_text())
     assert config["variant"] == "wgan-gp" and config["dataset"] == "digits"
-    assert config["hparams"]["steps"] == 4 and config["hparams"]["width"] == 8
+    assert config["hparams"]["steps"] == 4 and config["hparams"]["d_width"] == 8
     assert config["data"] == {"shape": [1, 28, 28], "num_classes": 10, "size": 20000, "kind": "image"}
 
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -49,7 +49,7 @@ def test_conditional_sampling_honours_the_label(tmp_path, monkeypatch):
 
     run = tmp_path / "cgan"
     assert main(["train", "cgan", "--steps", "2", "--batch-size", "8", "--out", str(run), "--quiet",
-                 "--set", "width=8"]) == 0
+                 "--set", "g_width=8", "d_width=8"]) == 0
     loaded = ganzoo.load_generator(run)
     seen = []
     generator = loaded.nets["G"]

@@ -82,7 +82,7 @@ def test_trains_on_digits(name, tmp_path):
 @pytest.mark.parametrize("name", VARIANTS)
 def test_image_sizes_and_channels(name, shape, tmp_path):
     dataset = make_noise_images(shape)(seed=0)
-    variant, state, stats, before = run_steps(name, dataset, steps=1, tmp_path=tmp_path, width=8)
+    variant, state, stats, before = run_steps(name, dataset, steps=1, tmp_path=tmp_path, g_width=8, d_width=8)
     check_training(variant, state, stats, before)
     check_sampling(variant, state, dataset.spec)
 
@@ -99,7 +99,7 @@ def test_defaults_are_complete(name):
 @pytest.mark.parametrize("name", ganzoo.list_variants(conditional=True))
 def test_conditional_generator_uses_the_label(name):
     spec = ganzoo.create_dataset("digits").spec
-    variant = ganzoo.create_variant(name, spec, width=8)
+    variant = ganzoo.create_variant(name, spec, g_width=8, d_width=8)
     torch.manual_seed(0)
     nets = variant.build(spec).eval()
     z = variant.latent(1, torch.device("cpu")).repeat(10, 1)

@@ -109,6 +109,17 @@ class Dataset(abc.ABC):
     def sample(self, batch_size: int) -> Batch:
         """A batch of ``batch_size`` examples on ``self.device`` (see :class:`Batch`)."""
 
+    @abc.abstractmethod
+    def reference_sample(self, n: int) -> Batch:
+        """``n`` examples for plots and evaluation, the same every call.
+
+        Drawn with a generator of its own, so it never shifts the training
+        batch stream (a run's batches stay a function of its seed).
+        """
+
+    def _reference_generator(self) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(0x5EED)
+
 
 class SampledDataset(Dataset):
     """A distribution sampled afresh for every batch."""
@@ -121,6 +132,9 @@ class SampledDataset(Dataset):
         if self.generator is None:
             self.prepare()
         return self.draw(batch_size, self.generator, self.device)
+
+    def reference_sample(self, n: int) -> Batch:
+        return self.draw(n, self._reference_generator(), self.device)
 
 
 class InMemoryDataset(Dataset):
@@ -171,6 +185,14 @@ class InMemoryDataset(Dataset):
         indices = self._order[self._position : self._position + batch_size]
         self._position += batch_size
         return indices
+
+    def reference_sample(self, n: int) -> Batch:
+        if self.data is None:
+            self.prepare()
+        n = min(n, len(self))
+        indices = torch.randperm(len(self), generator=self._reference_generator(), device=self.device)[:n]
+        labels = None if self.labels is None else self.labels[indices]
+        return Batch(self._scale(self.data[indices]), labels)
 
     def sample(self, batch_size: int) -> Batch:
         indices = self._next_indices(batch_size)

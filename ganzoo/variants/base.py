@@ -8,7 +8,7 @@ losses (:meth:`d_loss`, :meth:`g_loss`) and, if it wants, its own nets
 Hyperparameters every subclass has (override values in ``defaults``):
 ``steps`` generator steps, ``batch_size``, ``lr_g``, ``lr_d``, ``betas``,
 ``n_critic``, ``nz`` (noise dim for images), ``arch`` ("mlp" or "conv" for
-images), ``width`` (conv base channels), ``hidden``/``layers`` (MLP nets) and
+images), ``g_width``/``d_width`` (conv base channels), ``hidden``/``layers`` (MLP nets) and
 ``toy_nz``/``toy_hidden``/``toy_layers`` (nets for vector data).
 """
 from __future__ import annotations
@@ -33,7 +33,8 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "n_critic": 1,
     "nz": 100,
     "arch": "conv",
-    "width": 64,
+    "g_width": 64,  # G channels at the last hidden layer (DCGAN's ngf)
+    "d_width": 64,  # D channels at the first layer (DCGAN's ndf)
     "hidden": 128,
     "layers": 1,
 }
@@ -100,8 +101,8 @@ class TwoPlayerVariant(Variant):
         if hp["arch"] == "conv":
             try:
                 return nn.ModuleDict({
-                    "G": ConvGenerator(hp["nz"], spec.shape, hp["width"], num_classes=classes),
-                    "D": ConvDiscriminator(spec.shape, hp["width"], self.critic_norm,
+                    "G": ConvGenerator(hp["nz"], spec.shape, hp["g_width"], num_classes=classes),
+                    "D": ConvDiscriminator(spec.shape, hp["d_width"], self.critic_norm,
                                            num_classes=classes),
                 })
             except ValueError as exc:

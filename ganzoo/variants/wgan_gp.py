@@ -7,9 +7,10 @@ sample; lambda = 10; 5 critic steps per generator step; Adam 1e-4 with betas
 (0.5, 0.9) as in the paper's MNIST script. The critic has no BatchNorm (the
 penalty is per sample, batch statistics would couple the samples); G keeps it.
 
-Deviation for CPU budgets: the default conv width is 32 (the MNIST script
-used 64), so the default run fits in about ten minutes on two CPU cores; use
-``--set width=64`` for the paper's size.
+Deviation for CPU budgets: the critic's base width is 32 (the MNIST script
+used 64 for both nets), so the default run (4000 generator steps, batch 50 as
+in that script) fits in about ten minutes on two CPU cores; use
+``--set d_width=64`` for the paper's size.
 """
 from ..hookspecs import hookimpl
 from ..ops import gradient_penalty
@@ -24,7 +25,8 @@ class WGANGP(TwoPlayerVariant):
     summary = "Wasserstein critic + per-sample gradient penalty (lambda 10), 5 critic steps; critic without BN"
     critic_norm = "none"
     dcgan_init = False
-    defaults = {**COMMON_DEFAULTS, **WGAN_GP, "nz": 128, "width": 32, "steps": 2000}
+    defaults = {**COMMON_DEFAULTS, **WGAN_GP, "nz": 128, "batch_size": 50,
+                "g_width": 64, "d_width": 32, "steps": 4000}
     vector_defaults = {**TOY_DEFAULTS, **WGAN_GP}
 
     def d_loss(self, real_scores, fake_scores):

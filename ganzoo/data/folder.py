@@ -1,0 +1,151 @@
+"""Images from a folder: one subfolder per class, or a flat folder without labels.
+
+Files are read in sorted order, decoded with Pillow, converted to RGB or
+grayscale, resized so the short side is ``image_size`` and centre-cropped to a
+square. Files that are not readable images are skipped with one warning that
+counts them.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import GanzooError
+
+__all__ = ["IMAGE_SUFFIXES", "scan_image_folder", "load_image_folder"]
+
+#: File name endings taken as images (compared lower-case).
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm"}
+)
+
+
+def _is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _visible_files(folder: Path, recursive: bool) -> list[Path]:
+    """Non-hidden regular files under ``folder``, sorted by their relative path."""
+    found: list[Path] = []
+    if recursive:
+        for current, dirnames, filenames in os.walk(folder):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            base = Path(current)
+            found.extend(base / f for f in filenames if not f.startswith("."))
+    else:
+        found = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    files = [p for p in found if p.is_file()]
+    return sorted(files, key=lambda p: p.relative_to(folder).parts)
+
+
+def _check_root(root: Path) -> None:
+    if not root.exists():
+        raise GanzooError(f"image folder {root} does not exist")
+    if not root.is_dir():
+        raise GanzooError(f"{root} is not a folder (an image folder is needed)")
+
+
+def _scan(root: Path) -> tuple[list[Path], list[int] | None, list[str], int, int]:
+    """files, labels, classes, non-image files skipped, loose root images ignored."""
+    _check_root(root)
+    try:
+        subfolders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        class_files: list[tuple[str, list[Path]]] = []
+        for sub in subfolders:
+            inside = _visible_files(sub, recursive=True)
+            if any(_is_image_name(p) for p in inside):
+                class_files.append((sub.name, inside))
+        loose = _visible_files(root, recursive=False)
+    except OSError as error:
+        raise GanzooError(f"cannot read image folder {root}: {error.strerror or error}") from None
+    if class_files:
+        files: list[Path] = []
+        labels: list[int] = []
+        skipped = 0
+        for index, (_, inside) in enumerate(class_files):
+            images = [p for p in inside if _is_image_name(p)]
+            skipped += len(inside) - len(images)
+            files.extend(images)
+            labels.extend([index] * len(images))
+        ignored = sum(1 for p in loose if _is_image_name(p))
+        return files, labels, [name for name, _ in class_files], skipped, ignored
+    images = [p for p in loose if _is_image_name(p)]
+    return images, None, [], len(loose) - len(images), 0
+
+
+def scan_image_folder(root: str | os.PathLike) -> tuple[list[Path], list[int] | None, list[str]]:
+    """The image files under ``root`` in sorted order, their labels and the class names.
+
+    Subfolders holding images are the classes (sorted by name; label = index),
+    searched recursively; images lying directly in ``root`` beside them are
+    ignored. With no such subfolder, the images directly in ``root`` are taken,
+    unlabeled (labels None, no class names). Hidden files and folders are skipped.
+    """
+    files, labels, classes, _, _ = _scan(Path(root))
+    return files, labels, classes
+
+
+def _load_one(path: Path, image_size: int, mode: str) -> np.ndarray:
+    with Image.open(path) as image:
+        image.draft(mode, (image_size, image_size))  # JPEG: decode at a reduced scale when possible
+        image = image.convert(mode)
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ValueError("empty image")
+    scale = image_size / min(width, height)
+    new_w = max(image_size, round(width * scale))
+    new_h = max(image_size, round(height * scale))
+    if (new_w, new_h) != (width, height):
+        image = image.resize((new_w, new_h), Image.Resampling.LANCZOS)
+    left, top = (new_w - image_size) // 2, (new_h - image_size) // 2
+    image = image.crop((left, top, left + image_size, top + image_size))
+    array = np.asarray(image, dtype=np.uint8)
+    if array.ndim == 2:
+        return array[None]
+    return array.transpose(2, 0, 1)
+
+
+def load_image_folder(
+    root: str | os.PathLike, image_size: int, channels: int
+) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """The images under ``root`` (see :func:`scan_image_folder`) as uint8 ``(N, C, S, S)``.
+
+    Returns ``(images, labels, class_names)``: labels int64 ``(N,)`` or None.
+    Unreadable files are skipped with a single warning counting them; a folder
+    with no usable image is a :class:`GanzooError`.
+    """
+    root = Path(root)
+    if channels not in (1, 3):
+        raise GanzooError(f"channels must be 1 (grayscale) or 3 (RGB), not {channels}")
+    if not isinstance(image_size, int) or image_size < 1:
+        raise GanzooError(f"image size must be a positive integer, not {image_size!r}")
+    mode = "L" if channels == 1 else "RGB"
+    files, labels, classes, skipped, ignored = _scan(root)
+    total = len(files) + skipped
+    images: list[np.ndarray] = []
+    kept_labels: list[int] = []
+    for i, path in enumerate(files):
+        try:
+            images.append(_load_one(path, image_size, mode))
+        except Exception:  # noqa: BLE001 - a file Pillow cannot decode is skipped and counted
+            skipped += 1
+            continue
+        if labels is not None:
+            kept_labels.append(labels[i])
+    notes = []
+    if skipped:
+        notes.append(f"skipped {skipped} of {total} files in {root} that are not readable images")
+    if ignored:
+        notes.append(f"ignored {ignored} images lying directly in {root} beside the class folders")
+    if notes:
+        warnings.warn("; ".join(notes), stacklevel=2)
+    if not images:
+        found = f"none of its {total} files is a readable image" if total else "it holds no image files"
+        raise GanzooError(f"no usable images in {root}: {found} (expected images, or one subfolder of images per class)")
+    data = np.stack(images)
+    label_array = None if labels is None else np.asarray(kept_labels, dtype=np.int64)
+    return data, label_array, classes
