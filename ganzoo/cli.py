@@ -5,9 +5,11 @@ Every user error is one line on stderr and exit code 2; no traceback.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -82,7 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Train VARIANT and write samples, metrics.jsonl and "
                                         "checkpoints into a run directory.")
     p.add_argument("variant", metavar="VARIANT", help="a name from `ganzoo list`")
-    p.add_argument("--dataset", help="dataset name (default: the variant's default, digits)")
+    p.add_argument("--dataset", help="dataset name, or folder:PATH (default: the variant's default, digits)")
+    p.add_argument("--data-dir", type=Path,
+                   help="the dataset's folder (default: $GANZOO_DATA/NAME, else ~/.cache/ganzoo/data/NAME)")
+    p.add_argument("--image-size", type=_positive_int, help="resize and centre-crop images to this side")
+    p.add_argument("--channels", type=int, choices=(1, 3), help="1: grayscale, 3: RGB")
     p.add_argument("--steps", type=_positive_int, help="generator steps (default: the variant's)")
     p.add_argument("--batch-size", type=_positive_int, help="examples per batch")
     p.add_argument("--lr", type=_positive_float, help="learning rate of both G and D")
@@ -129,8 +135,10 @@ def cmd_list(args) -> int:
     datasets = []
     for name in DATASETS.names():
         entry = DATASETS.entry(name)
+        accepted = inspect.signature(entry.obj.__init__).parameters
         datasets.append({"name": name, "plugin": entry.plugin, "description": entry.obj.description,
-                         **entry.obj.spec.to_dict()})
+                         **entry.obj.spec.to_dict(),
+                         "options": [k for k in accepted if k not in ("self", "seed", "split", "download")]})
     failures = [{"plugin": f.plugin, "problem": f.problem} for f in plugin_failures()]
     if args.json:
         print(json.dumps({"variants": variants, "datasets": datasets, "plugin_failures": failures}, indent=2))
@@ -138,13 +146,13 @@ def cmd_list(args) -> int:
     print("Variants:")
     for v in variants:
         flag = " [conditional]" if v["conditional"] else ""
-        print(f"  {v['name']:<12} {v['summary']}{flag}  (plugin: {v['plugin']})")
+        print(f"  {v['name']:<14} {v['summary']}{flag}  (plugin: {v['plugin']})")
     print("Datasets:")
     for d in datasets:
         shape = "x".join(str(s) for s in d["shape"])
         classes = f"{d['num_classes']} classes" if d["num_classes"] else "unlabeled"
         size = f"{d['size']:,} examples" if d["size"] else "sampled"
-        print(f"  {d['name']:<12} {shape:<8} {classes:<11} {size:<16} {d['description']}")
+        print(f"  {d['name']:<14} {shape:<8} {classes:<11} {size:<16} {d['description']}")
     if failures:
         print("Plugin problems:")
         for f in failures:
@@ -170,7 +178,9 @@ def cmd_train(args) -> int:
     options = TrainOptions(device=args.device, seed=args.seed, sample_every=args.sample_every,
                            ckpt_every=args.ckpt_every, log_every=args.log_every,
                            progress=not args.quiet)
-    result = train(args.variant, args.dataset, out=args.out, hparams=hparams, options=options)
+    dataset_options = {"data_dir": args.data_dir, "image_size": args.image_size, "channels": args.channels}
+    result = train(args.variant, args.dataset, out=args.out, hparams=hparams, options=options,
+                   dataset_options=dataset_options)
     final = ", ".join(f"{k} {v:.4g}" for k, v in result.last_metrics.items() if k.endswith("/loss"))
     print(f"done: {result.state.step} steps ({final})")
     print(f"  samples:    {result.run_dir / 'samples' / 'final.png'}")
@@ -206,7 +216,12 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"ganzoo: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    warnings.showwarning = _one_line_warning
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

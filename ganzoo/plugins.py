@@ -33,6 +33,9 @@ BUILTIN_PLUGINS = (
     "ganzoo.variants.wgan_gp",
     "ganzoo.data.toy",
     "ganzoo.data.digits",
+    "ganzoo.data.mnist",
+    "ganzoo.data.cifar",
+    "ganzoo.data.folder",
 )
 
 

@@ -164,7 +164,21 @@ def get_dataset(name: str):
 
 
 def create_dataset(name: str, **options):
-    return get_dataset(name)(**options)
+    """An instance of dataset ``name``; ``NAME:DIR`` is shorthand for ``data_dir=DIR``.
+
+    Options a dataset does not take (e.g. ``data_dir`` for a toy set) are a
+    GanzooError naming them, not a TypeError.
+    """
+    if ":" in name:
+        name, options["data_dir"] = name.split(":", 1)
+    cls = get_dataset(name)
+    accepted = inspect.signature(cls.__init__).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    unknown = sorted(k for k in options if k not in accepted and not takes_any)
+    if unknown:
+        flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
+        raise GanzooError(f"dataset {name!r} does not take {flags}")
+    return cls(**options)
 
 
 def plugin_failures() -> list[plugins.PluginFailure]:

@@ -263,24 +263,30 @@ def prepare_run_dir(run_dir: Path) -> None:
 
 
 def train(variant: str, dataset: str | None = None, *, out: str | Path | None = None,
-          hparams: dict[str, Any] | None = None, options: TrainOptions | None = None) -> RunResult:
+          hparams: dict[str, Any] | None = None, options: TrainOptions | None = None,
+          dataset_options: dict[str, Any] | None = None) -> RunResult:
     """Train ``variant`` on ``dataset`` (default: the variant's default dataset).
 
     ``hparams`` overrides the variant's hyperparameters (``steps``,
-    ``batch_size``, ``lr_g``, ...). Everything is validated before the run
-    directory is created, so a bad input leaves nothing behind.
+    ``batch_size``, ``lr_g``, ...); ``dataset_options`` are passed to the
+    dataset (``data_dir``, ``image_size``, ``channels``). Everything is
+    validated, and the data loaded (or downloaded), before the run directory
+    is created, so a bad input leaves nothing behind.
     """
     options = options or TrainOptions()
     options.validate()
     variant_cls = VARIANTS.get(variant)
     dataset_name = dataset or variant_cls.default_dataset
-    data = create_dataset(dataset_name, seed=options.seed)
+    dataset_options = {k: v for k, v in (dataset_options or {}).items() if v is not None}
+    data = create_dataset(dataset_name, seed=options.seed, **dataset_options)
+    dataset_name = data.name  # "folder:PATH" -> "folder"
     model = create_variant(variant, data.spec, **(hparams or {}))
     run_dir = Path(out) if out is not None else default_run_dir(variant, dataset_name)
     prepare_run_dir(run_dir)
     device = resolve_device(options.device)
     if model.batch_size > (data.spec.size or model.batch_size):
         raise GanzooError(f"batch size {model.batch_size} exceeds the {data.spec.size} examples of {dataset_name!r}")
+    data.prepare(device)
 
     config = {
         "ganzoo_version": __version__,
@@ -288,6 +294,7 @@ def train(variant: str, dataset: str | None = None, *, out: str | Path | None = 
         "variant_plugin": VARIANTS.entry(variant).plugin,
         "dataset": dataset_name,
         "data": data.spec.to_dict(),
+        "dataset_options": {k: str(v) if isinstance(v, Path) else v for k, v in dataset_options.items()},
         "hparams": model.hparams,
         "seed": options.seed,
         "device": str(device),

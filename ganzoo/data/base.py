@@ -50,6 +50,7 @@ class DataSpec:
         data = asdict(self)
         data["shape"] = list(self.shape)
         data["kind"] = "image" if self.is_image else "vector"
+        data["channels"] = self.channels
         return data
 
     @classmethod

@@ -20,10 +20,15 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+import torch
 
 from ..errors import GanzooError
+from ..hookspecs import hookimpl
+from .base import DataSpec
+from .download import CIFAR10_FILES, ensure_files
+from .images import ImageFileDataset
 
-__all__ = ["CIFAR10_FOLDER", "safe_extract_tar", "load_cifar10"]
+__all__ = ["CIFAR10", "CIFAR10_FOLDER", "safe_extract_tar", "load_cifar10"]
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
 _SPLITS = {
@@ -204,3 +209,28 @@ def load_cifar10(
     data = np.ascontiguousarray(np.concatenate([p[0] for p in parts]))
     labels = np.concatenate([p[1] for p in parts])
     return data, labels
+
+
+# -- the registered dataset ----------------------------------------------------
+
+
+class CIFAR10(ImageFileDataset):
+    """cifar10: the python release, extracted safely into the data folder."""
+
+    name = "cifar10"
+    description = "CIFAR-10 (Krizhevsky 2009), 32x32 RGB, 10 classes, 50,000 train images"
+    spec = DataSpec(shape=(3, 32, 32), num_classes=10, size=50_000)
+    split_sizes = {"train": 50_000, "test": 10_000}
+
+    def source_files(self) -> list[Path]:
+        fetched = ensure_files(CIFAR10_FILES, self.data_dir, dataset=self.name, download=self.download)
+        return [fetched[CIFAR10_FILES[0].name]]
+
+    def read_source(self, files: list[Path]):
+        images, labels = load_cifar10(files[0], self.data_dir, self.split)
+        return torch.from_numpy(images), torch.from_numpy(labels)
+
+
+@hookimpl
+def register_datasets(register):
+    register(CIFAR10)

@@ -12,11 +12,15 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from ..errors import GanzooError
+from ..hookspecs import hookimpl
+from .base import Batch, DataSpec
+from .images import ImageFileDataset
 
-__all__ = ["IMAGE_SUFFIXES", "scan_image_folder", "load_image_folder"]
+__all__ = ["IMAGE_SUFFIXES", "ImageFolder", "scan_image_folder", "load_image_folder"]
 
 #: File name endings taken as images (compared lower-case).
 IMAGE_SUFFIXES = frozenset(
@@ -149,3 +153,120 @@ def load_image_folder(
     data = np.stack(images)
     label_array = None if labels is None else np.asarray(kept_labels, dtype=np.int64)
     return data, label_array, classes
+
+
+# -- the registered dataset ----------------------------------------------------
+#: Folders whose decoded images would exceed this many bytes stream from disk
+#: instead of being held in memory (override with GANZOO_IN_MEMORY_LIMIT_MB).
+IN_MEMORY_LIMIT_MB = 4096
+
+
+class ImageFolder(ImageFileDataset):
+    """folder: any folder of images (``--dataset folder --data-dir PATH`` or ``folder:PATH``).
+
+    Class subfolders become labels. Sets that fit in memory are decoded once
+    and cached; larger ones stream through a DataLoader with worker processes.
+    """
+
+    name = "folder"
+    description = "any folder of images (--data-dir PATH or folder:PATH); class subfolders become labels"
+    spec = DataSpec(shape=(3, 64, 64), num_classes=None, size=None)
+    split_sizes = {"train": 0}  # the real size is known once the folder is scanned
+
+    def __init__(self, seed: int = 0, data_dir: str | os.PathLike | None = None,
+                 image_size: int | None = None, channels: int | None = None,
+                 split: str = "train", download: bool = True):
+        if data_dir is None:
+            raise GanzooError("dataset 'folder' needs a folder: --dataset folder --data-dir PATH, or folder:PATH")
+        super().__init__(seed, data_dir, image_size, channels, split, download)
+        self.files, self.file_labels, self.classes = scan_image_folder(self.data_dir)
+        if not self.files:
+            raise GanzooError(f"no image files in {self.data_dir} (expected images, or one subfolder of images per class)")
+        self.spec = DataSpec((self.channels, self.image_size, self.image_size),
+                             len(self.classes) if self.file_labels is not None else None, len(self.files))
+        limit = int(os.environ.get("GANZOO_IN_MEMORY_LIMIT_MB", IN_MEMORY_LIMIT_MB)) * 2**20
+        self.streaming = len(self.files) * self.channels * self.image_size**2 > limit
+        self._loader_iter = None
+        self._loader_batch = None
+
+    def source_files(self) -> list[Path]:
+        return self.files
+
+    def read_source(self, files: list[Path]):
+        images, labels, _ = load_image_folder(self.data_dir, self.image_size, self.channels)
+        labels = labels if labels is not None else np.full(len(images), -1, dtype=np.int64)
+        return torch.from_numpy(images), torch.from_numpy(labels)
+
+    def load(self):
+        images, labels = super().load()
+        # -1 marks "no labels" inside the cache file (npz cannot hold None).
+        return images, (None if self.file_labels is None else labels)
+
+    def _prepare(self) -> None:
+        if not self.streaming:
+            super()._prepare()
+
+    def __len__(self) -> int:
+        return len(self.files) if self.streaming else super().__len__()
+
+    # -- streaming ----------------------------------------------------------
+    def _new_epoch(self, batch_size: int):
+        files = _FolderFiles(self.files, self.file_labels, self.image_size, "L" if self.channels == 1 else "RGB")
+        order = torch.Generator().manual_seed(int(torch.randint(0, 2**31, (1,), generator=self.generator,
+                                                                device=self.device).item()))
+        workers = min(4, os.cpu_count() or 1)
+        loader = torch.utils.data.DataLoader(files, batch_size=batch_size, shuffle=True, drop_last=True,
+                                             num_workers=workers, generator=order,
+                                             pin_memory=self.device.type == "cuda",
+                                             persistent_workers=False)
+        self._loader_batch = batch_size
+        return iter(loader)
+
+    def sample(self, batch_size: int) -> Batch:
+        if not self.streaming:
+            return super().sample(batch_size)
+        if self._loader_iter is None or self._loader_batch != batch_size:
+            self._loader_iter = self._new_epoch(batch_size)
+        try:
+            images, labels = next(self._loader_iter)
+        except StopIteration:
+            self._loader_iter = self._new_epoch(batch_size)
+            images, labels = next(self._loader_iter)
+        images = images.to(self.device, non_blocking=True)
+        labels = None if self.file_labels is None else labels.to(self.device, non_blocking=True)
+        return Batch(self._scale(images), labels)
+
+    def reference_sample(self, n: int) -> Batch:
+        if not self.streaming:
+            return super().reference_sample(n)
+        pick = torch.randperm(len(self.files), generator=torch.Generator().manual_seed(0x5EED))[:n]
+        files = _FolderFiles(self.files, self.file_labels, self.image_size, "L" if self.channels == 1 else "RGB")
+        items = [files[int(i)] for i in pick]
+        images = torch.stack([img for img, _ in items]).to(self.device)
+        labels = None if self.file_labels is None else torch.tensor([lab for _, lab in items], device=self.device)
+        return Batch(self._scale(images), labels)
+
+
+class _FolderFiles(torch.utils.data.Dataset):
+    """Decodes one file per item in DataLoader workers; an unreadable file yields its neighbour."""
+
+    def __init__(self, files, labels, image_size, mode):
+        self.files, self.labels, self.image_size, self.mode = files, labels, image_size, mode
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int):
+        for offset in range(len(self.files)):
+            i = (index + offset) % len(self.files)
+            try:
+                image = _load_one(self.files[i], self.image_size, self.mode)
+            except Exception:  # noqa: BLE001 - skipped like in the in-memory path
+                continue
+            return torch.from_numpy(image), (self.labels[i] if self.labels is not None else -1)
+        raise GanzooError(f"no readable image among the {len(self.files)} files")
+
+
+@hookimpl
+def register_datasets(register):
+    register(ImageFolder)
