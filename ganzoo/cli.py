@@ -5,6 +5,7 @@ Every user error is one line on stderr and exit code 2; no traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import inspect
 import json
 import math
@@ -23,6 +24,11 @@ EPILOG_TRAIN = """examples:
   ganzoo train lsgan --set a=-1 b=1 c=0             # the LSGAN paper's alternative coding
   ganzoo train cgan --set arch=mlp betas=0.5,0.99
 """
+
+
+#: Modules that define further commands: each has ``add_command(subparsers,
+#: parser_class)``, which adds its parser and sets ``handler=fn(args) -> int``.
+COMMAND_MODULES: list[str] = []
 
 
 class _Parser(argparse.ArgumentParser):
@@ -78,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                             description="List the registered variants (with the plugin providing each), "
                                         "the datasets, and plugins that failed to load.")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=cmd_list)
 
     p = commands.add_parser("train", help="train a variant", epilog=EPILOG_TRAIN,
                             formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -105,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                    default=[], metavar="KEY=VALUE",
                    help="override a variant hyperparameter (see `ganzoo list --json`)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(handler=cmd_train)
 
     p = commands.add_parser("sample", help="sample from a trained run",
                             description="Draw samples from a run directory's newest checkpoint "
@@ -115,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--out", type=Path, help="PNG file (default: RUN_DIR/samples/sample-seedN.png)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    p.set_defaults(handler=cmd_sample)
+
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).add_command(commands, _Parser)
     return parser
 
 
@@ -230,9 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    handler = {"list": cmd_list, "train": cmd_train, "sample": cmd_sample}[args.command]
     try:
-        return handler(args)
+        return args.handler(args)
     except GanzooError as exc:
         print(f"ganzoo: error: {exc}", file=sys.stderr)
         return 2

@@ -23,7 +23,8 @@ def test_train_then_sample_end_to_end(tmp_path, capsys):
     config = json.loads((run / "config.json").read_text())
     assert config["variant"] == "wgan-gp" and config["dataset"] == "digits"
     assert config["hparams"]["steps"] == 4 and config["hparams"]["d_width"] == 8
-    assert config["data"] == {"shape": [1, 28, 28], "num_classes": 10, "size": 20000, "kind": "image"}
+    assert config["data"] == {"shape": [1, 28, 28], "num_classes": 10, "size": 20000, "kind": "image",
+                              "channels": 1}
 
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3, 4]
