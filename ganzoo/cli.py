@@ -90,7 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
                             formatter_class=argparse.RawDescriptionHelpFormatter,
                             description="Train VARIANT and write samples, metrics.jsonl and "
                                         "checkpoints into a run directory.")
-    p.add_argument("variant", metavar="VARIANT", help="a name from `ganzoo list`")
+    p.add_argument("variant", metavar="VARIANT", nargs="?",
+                   help="a name from `ganzoo list` (optional with --resume)")
+    p.add_argument("--resume", metavar="RUN_DIR_OR_CHECKPOINT", type=Path,
+                   help="continue a run from its newest valid checkpoint (or the given one)")
+    p.add_argument("--force", action="store_true",
+                   help="with --resume: apply changed hyperparameters (e.g. --lr); the change is logged")
     p.add_argument("--dataset", help="dataset name, or folder:PATH (default: the variant's default, digits)")
     p.add_argument("--data-dir", type=Path,
                    help="the dataset's folder (default: $GANZOO_DATA/NAME, else ~/.cache/ganzoo/data/NAME)")
@@ -102,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", type=Path, help="run directory (default: runs/VARIANT-DATASET-TIME)")
+    p.add_argument("--keep", type=_non_negative_int, default=3,
+                   help="checkpoints kept on disk, newest first; 0 keeps all (default 3)")
+    p.add_argument("--on-nan", choices=("stop", "skip"), default="stop",
+                   help="a NaN/Inf loss or gradient stops training (default) or skips that step")
     p.add_argument("--sample-every", type=_non_negative_int, default=500,
                    help="write a sample grid every N steps; 0: only at the end (default 500)")
     p.add_argument("--ckpt-every", type=_non_negative_int, default=1000,
@@ -177,7 +186,7 @@ def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_train(args) -> int:
-    from .trainer import TrainOptions, train
+    from .trainer import TrainOptions, resume, train
     from .variant import parse_hparam_text
 
     hparams: dict[str, Any] = {key: parse_hparam_text(value) for key, value in args.overrides}
@@ -188,11 +197,21 @@ def cmd_train(args) -> int:
     if args.lr is not None:
         hparams["lr_g"] = hparams["lr_d"] = args.lr
     options = TrainOptions(device=args.device, seed=args.seed, sample_every=args.sample_every,
-                           ckpt_every=args.ckpt_every, log_every=args.log_every,
-                           progress=not args.quiet)
+                           ckpt_every=args.ckpt_every, log_every=args.log_every, keep=args.keep,
+                           on_nan=args.on_nan, progress=not args.quiet)
     dataset_options = {"data_dir": args.data_dir, "image_size": args.image_size, "channels": args.channels}
-    result = train(args.variant, args.dataset, out=args.out, hparams=hparams, options=options,
-                   dataset_options=dataset_options)
+    if args.resume is not None:
+        if args.out is not None:
+            raise GanzooError("--resume continues in the run's own directory; drop --out")
+        result = resume(args.resume, variant=args.variant, dataset=args.dataset, hparams=hparams,
+                        options=options, dataset_options=dataset_options, force=args.force)
+    elif args.variant is None:
+        raise GanzooError("name a VARIANT to train (see `ganzoo list`), or pass --resume RUN_DIR")
+    else:
+        if args.force:
+            raise GanzooError("--force only applies with --resume")
+        result = train(args.variant, args.dataset, out=args.out, hparams=hparams, options=options,
+                       dataset_options=dataset_options)
     final = ", ".join(f"{k} {v:.4g}" for k, v in result.last_metrics.items() if k.endswith("/loss"))
     print(f"done: {result.state.step} steps ({final})")
     print(f"  samples:    {result.run_dir / 'samples' / 'final.png'}")
@@ -246,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except GanzooError as exc:
         print(f"ganzoo: error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)
     except KeyboardInterrupt:
         print("ganzoo: interrupted", file=sys.stderr)
         return 130

@@ -163,14 +163,23 @@ def get_dataset(name: str):
     return DATASETS.get(name)
 
 
+def split_dataset_name(name: str) -> tuple[str, str | None]:
+    """``"folder:PATH"`` -> ``("folder", "PATH")``; a plain name -> ``(name, None)``."""
+    if ":" in name:
+        base, data_dir = name.split(":", 1)
+        return base, data_dir
+    return name, None
+
+
 def create_dataset(name: str, **options):
     """An instance of dataset ``name``; ``NAME:DIR`` is shorthand for ``data_dir=DIR``.
 
     Options a dataset does not take (e.g. ``data_dir`` for a toy set) are a
     GanzooError naming them, not a TypeError.
     """
-    if ":" in name:
-        name, options["data_dir"] = name.split(":", 1)
+    name, data_dir = split_dataset_name(name)
+    if data_dir is not None:
+        options["data_dir"] = data_dir
     cls = get_dataset(name)
     accepted = inspect.signature(cls.__init__).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())

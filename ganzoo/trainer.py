@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import math
 import random
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,14 +31,15 @@ import torch
 from torch import nn
 
 from . import __version__
-from .checkpoint import CHECKPOINT_DIR, checkpoint_name, save_checkpoint
+from .checkpoint import (CHECKPOINT_DIR, checkpoint_name, list_checkpoints, load_checkpoint, rng_state,
+                         save_checkpoint, set_rng_state)
 from .data.base import Dataset, DataSpec
 from .errors import GanzooError
 from .io import check_writable_dir
 from .plotting import save_image_grid, save_scatter_plot
 from .progress import Progress
-from .registry import VARIANTS, create_dataset, create_variant
-from .variant import Phase, TrainState, Variant
+from .registry import VARIANTS, create_dataset, create_variant, split_dataset_name
+from .variant import Phase, TrainState, Variant, coerce_hparam
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -69,15 +72,19 @@ class TrainOptions:
     sample_every: int = 500  # 0: only the final grid
     ckpt_every: int = 1000  # 0: only the final checkpoint
     log_every: int = 10
+    keep: int = 3  # checkpoints kept on disk (0: all)
+    on_nan: str = "stop"  # "stop": raise; "skip": drop the optimiser step and count it
     grid_size: int = 64  # samples in an image grid (scatter plots use 1000)
     progress: bool = True
 
     def validate(self) -> None:
-        for key in ("sample_every", "ckpt_every"):
+        for key in ("sample_every", "ckpt_every", "keep"):
             if getattr(self, key) < 0:
                 raise GanzooError(f"{key.replace('_', '-')} must be >= 0 (0 disables it)")
         if self.log_every <= 0:
             raise GanzooError("log-every must be positive")
+        if self.on_nan not in ("stop", "skip"):
+            raise GanzooError(f"on-nan must be 'stop' or 'skip', got {self.on_nan!r}")
 
 
 @dataclass
@@ -85,6 +92,53 @@ class RunResult:
     run_dir: Path
     state: TrainState
     last_metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Interrupted(GanzooError):
+    """Training stopped by SIGINT/SIGTERM after saving a checkpoint."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Diverged(GanzooError):
+    """A loss or gradient became NaN or infinite."""
+
+
+class _StopSignals:
+    """The first SIGINT/SIGTERM asks the loop to stop after the current step;
+    a second SIGINT raises KeyboardInterrupt at once (writes are atomic, so
+    nothing is corrupted either way)."""
+
+    def __init__(self, announce: bool):
+        self.signum: int | None = None
+        self.announce = announce
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(f"\n{signal.Signals(signum).name}: finishing the current step, then saving a checkpoint "
+              "(Ctrl-C again stops at once)", file=sys.stderr)
+
+    def __enter__(self) -> "_StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def _grad_norm(optimizers: list[torch.optim.Optimizer]) -> torch.Tensor:
+    grads = [p.grad for opt in optimizers for g in opt.param_groups for p in g["params"] if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
 class Trainer:
@@ -97,6 +151,7 @@ class Trainer:
         self.options = options or TrainOptions()
         self.config = config or {}
         self.device = resolve_device(self.options.device)
+        self.skipped_steps = 0
 
     # -- setup --------------------------------------------------------------
     def _fixed_inputs(self, spec: DataSpec) -> tuple[torch.Tensor, torch.Tensor | None, int]:
@@ -158,8 +213,17 @@ class Trainer:
             "nets": state.nets.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in state.optimizers.items()},
             "extra": state.extra,
-        })
+            "rng": rng_state(),
+            "data": self.dataset.state_dict(),
+            "skipped_steps": self.skipped_steps,
+        }, keep=self.options.keep)
         return path
+
+    def _last_checkpoint_hint(self) -> str:
+        found = list_checkpoints(self.run_dir)
+        if not found:
+            return "no checkpoint was written yet"
+        return f"the last good checkpoint is {found[-1]}"
 
     # -- the loop -----------------------------------------------------------
     def setup(self) -> TrainState:
@@ -169,8 +233,38 @@ class Trainer:
         nets = self.variant.build(self.dataset.spec).to(self.device)
         return TrainState(nets, self.variant.make_optimizers(nets))
 
+    def restore(self, state: TrainState, payload: dict[str, Any]) -> None:
+        """Continue from a checkpoint: weights, optimiser moments, step, RNG and data position.
+
+        Optimiser settings (lr, betas, ...) come from the variant as built now,
+        so a forced hyperparameter change takes effect; the moments are the
+        checkpoint's.
+        """
+        try:
+            state.nets.load_state_dict(payload["nets"])
+        except RuntimeError as exc:
+            raise GanzooError(f"the checkpoint's networks do not match this variant's: "
+                              f"{str(exc).splitlines()[0]}") from None
+        if set(payload["optimizers"]) != set(state.optimizers):
+            raise GanzooError(f"the checkpoint has optimisers {sorted(payload['optimizers'])}, "
+                              f"the variant {sorted(state.optimizers)}")
+        for key, optimizer in state.optimizers.items():
+            settings = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+            optimizer.load_state_dict(payload["optimizers"][key])
+            for group, fresh in zip(optimizer.param_groups, settings):
+                group.update(fresh)
+        state.step = int(payload["step"])
+        state.extra = dict(payload.get("extra", {}))
+        self.skipped_steps = int(payload.get("skipped_steps", 0))
+        set_rng_state(payload["rng"])
+        self.dataset.load_state_dict(payload["data"])
+
     def train_step(self, state: TrainState) -> dict[str, list[torch.Tensor]]:
-        """One generator step: every phase, with its repeats; returns the stats per name."""
+        """One generator step: every phase, with its repeats; returns the stats per name.
+
+        A non-finite loss or gradient raises :class:`Diverged`, or with
+        ``on_nan="skip"`` drops that optimiser step and counts it.
+        """
         stats_out: dict[str, list[torch.Tensor]] = {}
         batch_size = self.variant.batch_size
         for phase in self.variant.phases(state.step):
@@ -182,7 +276,25 @@ class Trainer:
                 for opt in optimizers:
                     opt.zero_grad(set_to_none=True)
                 loss, stats = phase.loss(state.nets, batch)
-                loss.backward()
+                problem = None
+                if not torch.isfinite(loss):
+                    problem = f"{phase.name}/loss is {loss.item()}"
+                else:
+                    loss.backward()
+                    norm = _grad_norm(optimizers)
+                    if not torch.isfinite(norm):
+                        problem = f"the gradient of {phase.name}/loss is {norm.item()}"
+                if problem is not None:
+                    if self.options.on_nan == "skip":
+                        self.skipped_steps += 1
+                        for opt in optimizers:
+                            opt.zero_grad(set_to_none=True)
+                        continue
+                    raise Diverged(
+                        f"training diverged at step {state.step + 1}, phase {phase.name}: {problem}; "
+                        f"{self._last_checkpoint_hint()} (resume with --resume and a lower --lr, "
+                        "or train with --on-nan skip)"
+                    )
                 for opt in optimizers:
                     opt.step()
                 if phase.after is not None:
@@ -194,17 +306,25 @@ class Trainer:
         self.variant.end_step(state)
         return stats_out
 
-    def run(self, state: TrainState | None = None) -> RunResult:
-        """Train until the variant's ``steps``, writing logs, grids and checkpoints."""
+    def run(self, state: TrainState | None = None, resume: dict[str, Any] | None = None,
+            resume_note: dict[str, Any] | None = None) -> RunResult:
+        """Train until the variant's ``steps``, writing logs, grids and checkpoints.
+
+        With ``resume`` (a loaded checkpoint) the run continues where it
+        stopped; on the CPU the result is bit-identical to an uninterrupted run.
+        """
         opts = self.options
         state = state or self.setup()
+        if resume is not None:
+            self.restore(state, resume)
         fixed = self._fixed_inputs(self.dataset.spec)
         (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
         (self.run_dir / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
 
         total = self.variant.steps
         if opts.progress:
-            print(f"training {self.variant.name} on {self.dataset.name} ({self.device}) for {total} steps "
+            verb = f"resuming at step {state.step} of" if resume is not None else "training"
+            print(f"{verb} {self.variant.name} on {self.dataset.name} ({self.device}) for {total} steps "
                   f"-> {self.run_dir}", file=sys.stderr)
         progress = Progress(total, f"{self.variant.name}/{self.dataset.name}", enabled=opts.progress)
         # Stats stay on the device until log time: no host sync per step.
@@ -212,28 +332,33 @@ class Trainer:
         last: dict[str, float] = {}
         interval_start = run_start = time.perf_counter()
         interval_steps = 0
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as log:
+        with _StopSignals(opts.progress) as stop, \
+                open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as log:
+            if resume is not None:
+                log.write(json.dumps({"event": "resume", "step": state.step, **(resume_note or {})}) + "\n")
             while state.step < total:
                 for name, values in self.train_step(state).items():
                     pending.setdefault(name, []).extend(values)
                 interval_steps += 1
                 done = state.step == total
-                if state.step % opts.log_every == 0 or done:
+                if state.step % opts.log_every == 0 or done or stop.signum is not None:
                     now = time.perf_counter()
                     last = {name: torch.stack(v).float().mean().item() for name, v in pending.items()}
                     record = {"step": state.step, "time": round(now - run_start, 3),
                               "step_time": (now - interval_start) / max(interval_steps, 1), **last}
+                    if self.skipped_steps:
+                        record["skipped_steps"] = self.skipped_steps
                     log.write(json.dumps(record) + "\n")
                     log.flush()
                     pending, interval_steps, interval_start = {}, 0, now
                     progress.update(state.step, {k: v for k, v in last.items() if k.endswith("/loss")})
-                    bad = [name for name, v in last.items() if not math.isfinite(v)]
-                    if bad:
-                        progress.close()
-                        raise GanzooError(
-                            f"training diverged at step {state.step}: {', '.join(bad)} is not finite; "
-                            "try a lower --lr"
-                        )
+                if stop.signum is not None:
+                    progress.close()
+                    path = self._save_checkpoint(state)
+                    name = signal.Signals(stop.signum).name
+                    raise Interrupted(f"stopped by {name} at step {state.step}; checkpoint {path}; "
+                                      f"resume with: ganzoo train --resume {self.run_dir}",
+                                      exit_code=128 + stop.signum)
                 if opts.sample_every and state.step % opts.sample_every == 0 and not done:
                     self._save_samples(state, fixed, f"step-{state.step:07d}")
                 if opts.ckpt_every and state.step % opts.ckpt_every == 0 and not done:
@@ -255,11 +380,24 @@ def prepare_run_dir(run_dir: Path) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise GanzooError(f"--out {run_dir} is a file; pass a directory")
     if (run_dir / "config.json").exists():
-        raise GanzooError(f"{run_dir} already holds a run; pass another --out or remove it")
+        raise GanzooError(f"{run_dir} already holds a run; pass another --out, remove it, "
+                          f"or continue it with --resume {run_dir}")
     try:
         check_writable_dir(run_dir)
     except OSError as exc:
         raise GanzooError(f"cannot write to --out {run_dir}: {exc}; choose a writable directory") from None
+
+
+def _write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    from .io import atomic_write
+
+    atomic_write(run_dir / "config.json", lambda h: h.write((json.dumps(config, indent=2) + "\n").encode()))
+
+
+def _stored_options(dataset_options: dict[str, Any]) -> dict[str, Any]:
+    """Dataset options as config.json keeps them (absolute paths, so a resume works from anywhere)."""
+    return {k: str(Path(v).expanduser().resolve()) if k == "data_dir" else v
+            for k, v in dataset_options.items()}
 
 
 def train(variant: str, dataset: str | None = None, *, out: str | Path | None = None,
@@ -278,8 +416,10 @@ def train(variant: str, dataset: str | None = None, *, out: str | Path | None = 
     variant_cls = VARIANTS.get(variant)
     dataset_name = dataset or variant_cls.default_dataset
     dataset_options = {k: v for k, v in (dataset_options or {}).items() if v is not None}
+    dataset_name, data_dir = split_dataset_name(dataset_name)  # folder:PATH
+    if data_dir is not None:
+        dataset_options["data_dir"] = data_dir
     data = create_dataset(dataset_name, seed=options.seed, **dataset_options)
-    dataset_name = data.name  # "folder:PATH" -> "folder"
     model = create_variant(variant, data.spec, **(hparams or {}))
     run_dir = Path(out) if out is not None else default_run_dir(variant, dataset_name)
     prepare_run_dir(run_dir)
@@ -294,7 +434,7 @@ def train(variant: str, dataset: str | None = None, *, out: str | Path | None = 
         "variant_plugin": VARIANTS.entry(variant).plugin,
         "dataset": dataset_name,
         "data": data.spec.to_dict(),
-        "dataset_options": {k: str(v) if isinstance(v, Path) else v for k, v in dataset_options.items()},
+        "dataset_options": _stored_options(dataset_options),
         "hparams": model.hparams,
         "seed": options.seed,
         "device": str(device),
@@ -303,5 +443,77 @@ def train(variant: str, dataset: str | None = None, *, out: str | Path | None = 
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    _write_config(run_dir, config)
     return Trainer(model, data, run_dir, options, config).run()
+
+
+#: Hyperparameters a resume may change without --force (extending a run is routine).
+FREE_ON_RESUME = frozenset({"steps"})
+
+
+def resume(path: str | Path, *, variant: str | None = None, dataset: str | None = None,
+           hparams: dict[str, Any] | None = None, options: TrainOptions | None = None,
+           dataset_options: dict[str, Any] | None = None, force: bool = False) -> RunResult:
+    """Continue a run from its newest valid checkpoint (or the checkpoint ``path``).
+
+    Asking for another variant, dataset or data shape is refused with the
+    differences listed; other hyperparameter changes (e.g. the learning rate)
+    need ``force`` and are logged in metrics.jsonl and config.json. ``steps``
+    may always be raised to extend a run.
+    """
+    options = options or TrainOptions()
+    options.validate()
+    path = Path(path)
+    payload = load_checkpoint(path)
+    checkpoint_path = Path(payload["path"])
+    run_dir = checkpoint_path.parent.parent
+    saved = payload["config"]
+    options.seed = int(saved["seed"])  # the RNG state comes from the checkpoint anyway
+
+    fixed: list[str] = []
+    if variant is not None and variant != saved["variant"]:
+        fixed.append(f"variant {saved['variant']!r} -> {variant!r}")
+    if dataset is not None and dataset != saved["dataset"]:
+        fixed.append(f"dataset {saved['dataset']!r} -> {dataset!r}")
+    wanted_options = _stored_options({k: v for k, v in (dataset_options or {}).items() if v is not None})
+    for key, value in wanted_options.items():
+        if saved.get("dataset_options", {}).get(key) != value:
+            fixed.append(f"--{key.replace('_', '-')} {saved.get('dataset_options', {}).get(key)!r} -> {value!r}")
+    variant_cls = VARIANTS.get(saved["variant"])
+    new_hparams = dict(saved["hparams"])
+    forced: dict[str, Any] = {}
+    for key, value in (hparams or {}).items():
+        known = variant_cls.known_hparams()
+        value = coerce_hparam(key, value, known[key]) if key in known else value
+        old = new_hparams.get(key)
+        if isinstance(old, list):
+            old = tuple(old)
+        if old != value:
+            new_hparams[key] = value
+            if key not in FREE_ON_RESUME:
+                forced[key] = [old, value]
+    if fixed:
+        raise GanzooError(f"cannot resume {run_dir} with a different setup: {'; '.join(fixed)} "
+                          "(start a new run instead)")
+    if forced and not force:
+        listed = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in forced.items())
+        raise GanzooError(f"resuming {run_dir} would change {listed}; add --force to apply the change")
+
+    data = create_dataset(saved["dataset"], seed=options.seed, **saved.get("dataset_options", {}))
+    model = create_variant(saved["variant"], data.spec, **new_hparams)
+    if list(data.spec.shape) != list(saved["data"]["shape"]):
+        raise GanzooError(f"cannot resume {run_dir}: the data now has shape {list(data.spec.shape)}, "
+                          f"the run was trained on {saved['data']['shape']}")
+    if int(payload["step"]) >= model.steps:
+        raise GanzooError(f"{run_dir} already finished {payload['step']} of {model.steps} steps; "
+                          f"raise --steps to train further")
+    device = resolve_device(options.device)
+    data.prepare(device)
+    config = dict(saved, hparams=model.hparams, device=str(device))
+    if forced:
+        config["forced_on_resume"] = saved.get("forced_on_resume", []) + [{"step": payload["step"], **forced}]
+    _write_config(run_dir, config)
+    for stale in (run_dir / CHECKPOINT_DIR).glob(".*.tmp"):  # left by a process killed mid-write
+        stale.unlink(missing_ok=True)
+    note = {"checkpoint": checkpoint_path.name, **({"forced": forced} if forced else {})}
+    return Trainer(model, data, run_dir, options, config).run(resume=payload, resume_note=note)

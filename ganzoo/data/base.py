@@ -106,6 +106,14 @@ class Dataset(abc.ABC):
     def _prepare(self) -> None:
         """Subclass hook: load data onto ``self.device``."""
 
+    def state_dict(self) -> dict[str, Any]:
+        """Where the batch stream stands (saved in checkpoints for exact resume)."""
+        return {"generator": self.generator.get_state()} if self.generator is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "generator" in state and self.generator is not None:
+            self.generator.set_state(state["generator"])
+
     @abc.abstractmethod
     def sample(self, batch_size: int) -> Batch:
         """A batch of ``batch_size`` examples on ``self.device`` (see :class:`Batch`)."""
@@ -169,6 +177,18 @@ class InMemoryDataset(Dataset):
         if self.data is None:
             self.prepare()
         return self.data.shape[0]
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        if self._order is not None:
+            state.update(order=self._order.cpu(), position=self._position)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if "order" in state:
+            self._order = state["order"].to(self.device)
+            self._position = int(state["position"])
 
     def _scale(self, data: torch.Tensor) -> torch.Tensor:
         if data.dtype == torch.uint8:  # images: 0..255 -> [-1, 1]
