@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="run directory (default: runs/VARIANT-DATASET-TIME)")
     p.add_argument("--keep", type=_non_negative_int, default=3,
                    help="checkpoints kept on disk, newest first; 0 keeps all (default 3)")
+    p.add_argument("--eval-every", type=_non_negative_int, default=0,
+                   help="evaluate quality every N steps into metrics.jsonl (see `ganzoo eval`); 0: never")
+    p.add_argument("--eval-n", type=_positive_int, default=2500, help="samples per evaluation (default 2500)")
     p.add_argument("--on-nan", choices=("stop", "skip"), default="stop",
                    help="a NaN/Inf loss or gradient stops training (default) or skips that step")
     p.add_argument("--sample-every", type=_non_negative_int, default=500,
@@ -198,7 +201,8 @@ def cmd_train(args) -> int:
         hparams["lr_g"] = hparams["lr_d"] = args.lr
     options = TrainOptions(device=args.device, seed=args.seed, sample_every=args.sample_every,
                            ckpt_every=args.ckpt_every, log_every=args.log_every, keep=args.keep,
-                           on_nan=args.on_nan, progress=not args.quiet)
+                           on_nan=args.on_nan, eval_every=args.eval_every, eval_n=args.eval_n,
+                           progress=not args.quiet)
     dataset_options = {"data_dir": args.data_dir, "image_size": args.image_size, "channels": args.channels}
     if args.resume is not None:
         if args.out is not None:

@@ -75,10 +75,12 @@ class TrainOptions:
     keep: int = 3  # checkpoints kept on disk (0: all)
     on_nan: str = "stop"  # "stop": raise; "skip": drop the optimiser step and count it
     grid_size: int = 64  # samples in an image grid (scatter plots use 1000)
+    eval_every: int = 0  # evaluate every N steps into metrics.jsonl (0: never)
+    eval_n: int = 2500  # samples per evaluation
     progress: bool = True
 
     def validate(self) -> None:
-        for key in ("sample_every", "ckpt_every", "keep"):
+        for key in ("sample_every", "ckpt_every", "keep", "eval_every"):
             if getattr(self, key) < 0:
                 raise GanzooError(f"{key.replace('_', '-')} must be >= 0 (0 disables it)")
         if self.log_every <= 0:
@@ -218,6 +220,23 @@ class Trainer:
             "skipped_steps": self.skipped_steps,
         }, keep=self.options.keep)
         return path
+
+    def _evaluate(self, state: TrainState) -> dict[str, Any]:
+        """Quality metrics of the current G (see ganzoo.evaluation), without
+        disturbing the training RNG or the nets' train/eval mode."""
+        from .evaluation import evaluate_during_training
+
+        devices = [self.device] if self.device.type == "cuda" else []
+        was_training = state.nets.training
+        with torch.random.fork_rng(devices=devices, device_type=self.device.type):
+            torch.manual_seed(self.options.seed + 1)
+            state.nets.eval()
+            try:
+                results = evaluate_during_training(self.run_dir, state.nets, self.variant, self.dataset,
+                                                   self.options.eval_n)
+            finally:
+                state.nets.train(was_training)
+        return {f"eval/{k}": v for k, v in results.items()}
 
     def _last_checkpoint_hint(self) -> str:
         found = list_checkpoints(self.run_dir)
@@ -359,6 +378,9 @@ class Trainer:
                     raise Interrupted(f"stopped by {name} at step {state.step}; checkpoint {path}; "
                                       f"resume with: ganzoo train --resume {self.run_dir}",
                                       exit_code=128 + stop.signum)
+                if opts.eval_every and (state.step % opts.eval_every == 0 or done):
+                    log.write(json.dumps({"step": state.step, **self._evaluate(state)}) + "\n")
+                    log.flush()
                 if opts.sample_every and state.step % opts.sample_every == 0 and not done:
                     self._save_samples(state, fixed, f"step-{state.step:07d}")
                 if opts.ckpt_every and state.step % opts.ckpt_every == 0 and not done:
@@ -438,7 +460,8 @@ def train(variant: str, dataset: str | None = None, *, out: str | Path | None = 
         "hparams": model.hparams,
         "seed": options.seed,
         "device": str(device),
-        "options": {k: getattr(options, k) for k in ("sample_every", "ckpt_every", "log_every", "grid_size")},
+        "options": {k: getattr(options, k)
+                    for k in ("sample_every", "ckpt_every", "log_every", "grid_size", "eval_every", "eval_n")},
         "torch_version": str(torch.__version__),  # TorchVersion is not weights_only-safe
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -95,3 +95,21 @@ def test_reference_sample_is_fixed_and_leaves_the_batch_stream_alone(name):
     first = plotted.reference_sample(100).real
     assert torch.equal(first, plotted.reference_sample(100).real)
     assert torch.equal(plotted.sample(32).real, untouched.sample(32).real)
+
+
+@pytest.mark.parametrize("name, modes, std, radius", [("ring", 8, 0.01, 1.0), ("grid", 25, 0.05, 4 * 2**0.5)])
+def test_pacgan_layouts(name, modes, std, radius):
+    data = ganzoo.create_dataset(name, seed=0).prepare("cpu")
+    centres, mode_std = type(data).modes()
+    assert centres.shape == (modes, 2) and mode_std == std
+    assert centres.norm(dim=1).max().item() == pytest.approx(radius, rel=1e-5)
+    batch = data.sample(5000)
+    assert torch.equal(torch.cdist(batch.real, centres).argmin(1), batch.labels)
+    residual = batch.real - centres[batch.labels]
+    assert residual.std().item() == pytest.approx(std, rel=0.1)
+
+
+def test_wgan_toy_mixtures_report_modes_in_data_units():
+    centres, std = ganzoo.get_dataset("8gaussians").modes()
+    assert centres.norm(dim=1).tolist() == pytest.approx([2 / 1.414] * 8)
+    assert std == pytest.approx(0.02 / 1.414)

@@ -14,7 +14,8 @@ from ganzoo.cli import main
 from ganzoo.registry import VARIANTS
 
 BUILTIN_VARIANTS = ["cgan", "dcgan", "lsgan", "vanilla", "wgan-gp"]
-BUILTIN_DATASETS = ["25gaussians", "8gaussians", "digits", "swissroll"]
+BUILTIN_DATASETS = ["25gaussians", "8gaussians", "cifar10", "digits", "fashion-mnist", "folder", "grid", "mnist",
+                    "ring", "swissroll"]
 
 
 def test_builtins_are_registered_through_the_hook():

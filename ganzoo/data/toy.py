@@ -1,4 +1,5 @@
-"""The 2-D toy distributions of the WGAN-GP paper's ``gan_toy.py``.
+"""The 2-D toy distributions: the WGAN-GP paper's ``gan_toy.py`` sets and the
+PacGAN/VEEGAN mode-coverage layouts ``ring`` and ``grid``.
 
 Constants follow ``shared/QUALITY.md``. The Gaussian mixtures are labeled with
 the index of the mixture component, so conditional variants train on them too.
@@ -27,26 +28,52 @@ def twenty_five_gaussian_centres() -> torch.Tensor:
     return 2.0 * torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1)
 
 
-class EightGaussians(SampledDataset):
+class GaussianMixture:
+    """A mixture of isotropic Gaussians with equal weights; the label is the component.
+
+    Points are ``(centre + std * noise) / scale`` (the WGAN-GP toy code scales
+    after adding noise; the PacGAN layouts use scale 1).
+    """
+
+    std: float = 0.02
+    scale: float = 1.0
+
+    @classmethod
+    def raw_centres(cls) -> torch.Tensor:
+        raise NotImplementedError
+
+    @classmethod
+    def modes(cls) -> tuple[torch.Tensor, float]:
+        """(centres (K, 2), std) in the data's own units, for mode-coverage metrics."""
+        return cls.raw_centres() / cls.scale, cls.std / cls.scale
+
+
+class FreshMixture(GaussianMixture, SampledDataset):
+    """A Gaussian mixture resampled for every batch."""
+
+    def draw(self, batch_size, generator, device) -> Batch:
+        centres = self.raw_centres().to(device)
+        labels = torch.randint(0, centres.shape[0], (batch_size,), generator=generator, device=device)
+        noise = torch.randn(batch_size, 2, generator=generator, device=device) * self.std
+        return Batch((centres[labels] + noise) / self.scale, labels)
+
+
+class EightGaussians(FreshMixture):
     name = "8gaussians"
     description = "8 Gaussians on a circle (std 0.02, /1.414), resampled every batch; label = mode"
     spec = DataSpec(shape=(2,), num_classes=8, size=None)
     std = 0.02
     scale = 1.414
-
-    def draw(self, batch_size, generator, device) -> Batch:
-        centres = eight_gaussian_centres().to(device)
-        labels = torch.randint(0, 8, (batch_size,), generator=generator, device=device)
-        noise = torch.randn(batch_size, 2, generator=generator, device=device) * self.std
-        return Batch((centres[labels] + noise) / self.scale, labels)
+    raw_centres = staticmethod(eight_gaussian_centres)
 
 
-class TwentyFiveGaussians(InMemoryDataset):
+class TwentyFiveGaussians(GaussianMixture, InMemoryDataset):
     name = "25gaussians"
     description = "5x5 grid of Gaussians (std 0.05, /2.828), 4000 points each; label = mode"
     spec = DataSpec(shape=(2,), num_classes=25, size=100_000)
     std = 0.05
     scale = 2.828
+    raw_centres = staticmethod(twenty_five_gaussian_centres)
     points_per_mode = 4000
     data_seed = 0  # the set is fixed; a run's seed only changes the batch order
 
@@ -57,6 +84,33 @@ class TwentyFiveGaussians(InMemoryDataset):
         points = centres[labels] + torch.randn(labels.numel(), 2, generator=g) * self.std
         shuffle = torch.randperm(labels.numel(), generator=g)
         return points[shuffle] / self.scale, labels[shuffle]
+
+
+def ring_centres() -> torch.Tensor:
+    """(8, 2): (cos 2 pi k / 8, sin 2 pi k / 8), radius 1 (PacGAN / VEEGAN)."""
+    angles = torch.arange(8, dtype=torch.float32) * (2 * math.pi / 8)
+    return torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
+
+
+def grid_centres() -> torch.Tensor:
+    """(25, 2): {-4, -2, 0, 2, 4}^2 (PacGAN / VEEGAN)."""
+    return twenty_five_gaussian_centres()  # the same lattice, without the WGAN-GP /2.828
+
+
+class Ring(FreshMixture):
+    name = "ring"
+    description = "PacGAN ring: 8 Gaussians on the unit circle, std 0.01; label = mode"
+    spec = DataSpec(shape=(2,), num_classes=8, size=None)
+    std = 0.01
+    raw_centres = staticmethod(ring_centres)
+
+
+class Grid(FreshMixture):
+    name = "grid"
+    description = "PacGAN grid: 25 Gaussians at {-4,-2,0,2,4}^2, std 0.05; label = mode"
+    spec = DataSpec(shape=(2,), num_classes=25, size=None)
+    std = 0.05
+    raw_centres = staticmethod(grid_centres)
 
 
 class SwissRoll(SampledDataset):
@@ -79,3 +133,5 @@ def register_datasets(register):
     register(EightGaussians)
     register(TwentyFiveGaussians)
     register(SwissRoll)
+    register(Ring)
+    register(Grid)
