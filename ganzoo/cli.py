@@ -9,6 +9,7 @@ import importlib
 import inspect
 import json
 import math
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -112,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=_non_negative_int, default=0,
                    help="evaluate quality every N steps into metrics.jsonl (see `ganzoo eval`); 0: never")
     p.add_argument("--eval-n", type=_positive_int, default=2500, help="samples per evaluation (default 2500)")
+    p.add_argument("--accumulate", type=_positive_int, default=1,
+                   help="split each rank's share of a batch into N micro-batches (gradients summed)")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="under torchrun on CUDA: BatchNorm statistics over the global batch "
+                        "(off by default: an all-reduce per BN layer per step)")
     p.add_argument("--on-nan", choices=("stop", "skip"), default="stop",
                    help="a NaN/Inf loss or gradient stops training (default) or skips that step")
     p.add_argument("--sample-every", type=_non_negative_int, default=500,
@@ -202,6 +208,7 @@ def cmd_train(args) -> int:
     options = TrainOptions(device=args.device, seed=args.seed, sample_every=args.sample_every,
                            ckpt_every=args.ckpt_every, log_every=args.log_every, keep=args.keep,
                            on_nan=args.on_nan, eval_every=args.eval_every, eval_n=args.eval_n,
+                           accumulate=args.accumulate, sync_bn=args.sync_bn,
                            progress=not args.quiet)
     dataset_options = {"data_dir": args.data_dir, "image_size": args.image_size, "channels": args.channels}
     if args.resume is not None:
@@ -216,6 +223,8 @@ def cmd_train(args) -> int:
             raise GanzooError("--force only applies with --resume")
         result = train(args.variant, args.dataset, out=args.out, hparams=hparams, options=options,
                        dataset_options=dataset_options)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports for everyone
+        return 0
     final = ", ".join(f"{k} {v:.4g}" for k, v in result.last_metrics.items() if k.endswith("/loss"))
     print(f"done: {result.state.step} steps ({final})")
     print(f"  samples:    {result.run_dir / 'samples' / 'final.png'}")

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import math
+import contextlib
+import io
 import random
 import signal
 import sys
@@ -34,6 +36,8 @@ from . import __version__
 from .checkpoint import (CHECKPOINT_DIR, checkpoint_name, list_checkpoints, load_checkpoint, rng_state,
                          save_checkpoint, set_rng_state)
 from .data.base import Dataset, DataSpec
+from .distributed import (SINGLE, DistContext, all_reduce_max, all_reduce_mean, barrier, broadcast_object,
+                          check_consistent, init_from_env, shutdown, sync_batchnorm, wrap)
 from .errors import GanzooError
 from .io import check_writable_dir
 from .plotting import save_image_grid, save_scatter_plot
@@ -75,6 +79,8 @@ class TrainOptions:
     keep: int = 3  # checkpoints kept on disk (0: all)
     on_nan: str = "stop"  # "stop": raise; "skip": drop the optimiser step and count it
     grid_size: int = 64  # samples in an image grid (scatter plots use 1000)
+    accumulate: int = 1  # micro-batches per rank and optimiser step (gradients summed)
+    sync_bn: bool = False  # SyncBatchNorm across ranks (CUDA only)
     eval_every: int = 0  # evaluate every N steps into metrics.jsonl (0: never)
     eval_n: int = 2500  # samples per evaluation
     progress: bool = True
@@ -85,6 +91,8 @@ class TrainOptions:
                 raise GanzooError(f"{key.replace('_', '-')} must be >= 0 (0 disables it)")
         if self.log_every <= 0:
             raise GanzooError("log-every must be positive")
+        if self.accumulate <= 0:
+            raise GanzooError("accumulate must be positive")
         if self.on_nan not in ("stop", "skip"):
             raise GanzooError(f"on-nan must be 'stop' or 'skip', got {self.on_nan!r}")
 
@@ -147,13 +155,17 @@ class Trainer:
     """Runs a variant's phases on a dataset and writes a run directory."""
 
     def __init__(self, variant: Variant, dataset: Dataset, run_dir: Path,
-                 options: TrainOptions | None = None, config: dict[str, Any] | None = None):
+                 options: TrainOptions | None = None, config: dict[str, Any] | None = None,
+                 dist: DistContext = SINGLE, device: torch.device | None = None):
         self.variant, self.dataset = variant, dataset
         self.run_dir = Path(run_dir)
         self.options = options or TrainOptions()
         self.config = config or {}
-        self.device = resolve_device(self.options.device)
+        self.device = device or resolve_device(self.options.device)
+        self.dist = dist
         self.skipped_steps = 0
+        self._wrapped: dict[str, nn.Module] = {}  # DDP wrappers by net name, made on first use
+        self._phase_views: dict[tuple[str, ...], nn.ModuleDict] = {}
 
     # -- setup --------------------------------------------------------------
     def _fixed_inputs(self, spec: DataSpec) -> tuple[torch.Tensor, torch.Tensor | None, int]:
@@ -206,8 +218,11 @@ class Trainer:
             save_scatter_plot(real, fake, path, title=f"{self.variant.name} step {state.step}")
         return path
 
+    def _checkpoint_path(self, state: TrainState) -> Path:
+        return self.run_dir / CHECKPOINT_DIR / checkpoint_name(state.step)
+
     def _save_checkpoint(self, state: TrainState) -> Path:
-        path = self.run_dir / CHECKPOINT_DIR / checkpoint_name(state.step)
+        path = self._checkpoint_path(state)
         save_checkpoint(path, {
             "ganzoo_version": __version__,
             "config": self.config,
@@ -249,8 +264,48 @@ class Trainer:
         """Seed, load the data onto the device, build nets and optimisers."""
         seed_everything(self.options.seed)
         self.dataset.prepare(self.device)
-        nets = self.variant.build(self.dataset.spec).to(self.device)
+        nets = self.variant.build(self.dataset.spec)
+        if self.options.sync_bn and self.dist.enabled:
+            nets = sync_batchnorm(nets, self.device)
+        nets = nets.to(self.device)
         return TrainState(nets, self.variant.make_optimizers(nets))
+
+    def _phase_nets(self, state: TrainState, optimizers: list[torch.optim.Optimizer],
+                    phase: Phase) -> nn.ModuleDict:
+        """The nets a phase's loss sees: under DDP, the ones it trains are wrapped.
+
+        Networks the phase does not train are passed plain, so DDP never waits
+        for gradients that a phase does not produce.
+        """
+        if not self.dist.enabled:
+            return state.nets
+        if phase.updates not in self._phase_views:
+            owned = {id(p) for opt in optimizers for g in opt.param_groups for p in g["params"]}
+            view = {}
+            for name, net in state.nets.items():
+                params = list(net.parameters())
+                if params and all(id(p) in owned for p in params):
+                    if name not in self._wrapped:
+                        self._wrapped[name] = wrap(net, self.device)
+                    view[name] = self._wrapped[name]
+                else:
+                    view[name] = net
+            self._phase_views[phase.updates] = nn.ModuleDict(view)
+            self._trainable(state, phase)  # wrapping made every parameter trainable again
+        return self._phase_views[phase.updates]
+
+    def _shard_context(self, nets: nn.ModuleDict, base_seed: int | None, shard: int, sync: bool):
+        """RNG and DDP context for one micro-batch: its own seed; DDP syncs on the last only."""
+        stack = contextlib.ExitStack()
+        if base_seed is not None:
+            devices = [self.device] if self.device.type == "cuda" else []
+            stack.enter_context(torch.random.fork_rng(devices=devices, device_type=self.device.type))
+            torch.manual_seed((base_seed + 1_000_003 * shard) % 2**63)
+        if not sync:
+            for net in nets.values():
+                if isinstance(net, nn.parallel.DistributedDataParallel):
+                    stack.enter_context(net.no_sync())
+        return stack
 
     def restore(self, state: TrainState, payload: dict[str, Any]) -> None:
         """Continue from a checkpoint: weights, optimiser moments, step, RNG and data position.
@@ -285,22 +340,39 @@ class Trainer:
         ``on_nan="skip"`` drops that optimiser step and counts it.
         """
         stats_out: dict[str, list[torch.Tensor]] = {}
-        batch_size = self.variant.batch_size
+        accumulate = self.options.accumulate
+        shards = self.dist.world * accumulate
+        mine = range(self.dist.rank * accumulate, (self.dist.rank + 1) * accumulate)
         for phase in self.variant.phases(state.step):
             if state.step % phase.every:
                 continue
             optimizers = self._trainable(state, phase)
+            nets = self._phase_nets(state, optimizers, phase)
             for _ in range(phase.repeats):
-                batch = self.dataset.sample(batch_size)
+                # Every rank draws the same global batch and keeps its shards.
+                batch = self.dataset.sample(self.variant.batch_size)
+                base_seed = int(torch.randint(0, 2**62, (1,)).item()) if shards > 1 else None
                 for opt in optimizers:
                     opt.zero_grad(set_to_none=True)
-                loss, stats = phase.loss(state.nets, batch)
+                bad_loss = None
+                repeat_stats: dict[str, list[torch.Tensor]] = {}
+                for k, shard in enumerate(mine):
+                    micro = batch.shard(shard, shards) if shards > 1 else batch
+                    with self._shard_context(nets, base_seed, shard, sync=k == accumulate - 1):
+                        loss, stats = phase.loss(nets, micro)
+                        if not torch.isfinite(loss) and bad_loss is None:
+                            bad_loss = loss.item()
+                        # Always backward, even a NaN: under DDP every rank must join the all-reduce.
+                        (loss / accumulate if accumulate > 1 else loss).backward()
+                    for key, value in stats.items():
+                        value = value.detach() if torch.is_tensor(value) else torch.tensor(float(value))
+                        repeat_stats.setdefault(f"{phase.name}/{key}", []).append(value)
                 problem = None
-                if not torch.isfinite(loss):
-                    problem = f"{phase.name}/loss is {loss.item()}"
+                if all_reduce_max(float(bad_loss is not None), self.dist, self.device):
+                    problem = (f"{phase.name}/loss is {bad_loss}" if bad_loss is not None
+                               else f"{phase.name}/loss is not finite on another rank")
                 else:
-                    loss.backward()
-                    norm = _grad_norm(optimizers)
+                    norm = _grad_norm(optimizers)  # after DDP's all-reduce: the same on every rank
                     if not torch.isfinite(norm):
                         problem = f"the gradient of {phase.name}/loss is {norm.item()}"
                 if problem is not None:
@@ -318,9 +390,8 @@ class Trainer:
                     opt.step()
                 if phase.after is not None:
                     phase.after(state.nets)
-                for key, value in stats.items():
-                    value = value.detach() if torch.is_tensor(value) else torch.tensor(float(value))
-                    stats_out.setdefault(f"{phase.name}/{key}", []).append(value)
+                for name, values in repeat_stats.items():
+                    stats_out.setdefault(name, []).extend(values)
         state.step += 1
         self.variant.end_step(state)
         return stats_out
@@ -333,61 +404,77 @@ class Trainer:
         stopped; on the CPU the result is bit-identical to an uninterrupted run.
         """
         opts = self.options
+        main = self.dist.is_main  # only rank 0 writes anything
         state = state or self.setup()
         if resume is not None:
             self.restore(state, resume)
         fixed = self._fixed_inputs(self.dataset.spec)
-        (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
-        (self.run_dir / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
+        if main:
+            (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
+            (self.run_dir / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
 
         total = self.variant.steps
-        if opts.progress:
+        if opts.progress and main:
             verb = f"resuming at step {state.step} of" if resume is not None else "training"
-            print(f"{verb} {self.variant.name} on {self.dataset.name} ({self.device}) for {total} steps "
+            ranks = f" on {self.dist.world} ranks" if self.dist.enabled else ""
+            print(f"{verb} {self.variant.name} on {self.dataset.name} ({self.device}{ranks}) for {total} steps "
                   f"-> {self.run_dir}", file=sys.stderr)
-        progress = Progress(total, f"{self.variant.name}/{self.dataset.name}", enabled=opts.progress)
+        progress = Progress(total, f"{self.variant.name}/{self.dataset.name}", enabled=opts.progress and main)
         # Stats stay on the device until log time: no host sync per step.
         pending: dict[str, list[torch.Tensor]] = {}
         last: dict[str, float] = {}
         interval_start = run_start = time.perf_counter()
         interval_steps = 0
-        with _StopSignals(opts.progress) as stop, \
-                open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as log:
+        log_file = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") if main else None
+
+        def log(record: dict[str, Any]) -> None:
+            if log_file is not None:
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+
+        with _StopSignals(opts.progress) as stop, contextlib.closing(log_file or io.StringIO()):
             if resume is not None:
-                log.write(json.dumps({"event": "resume", "step": state.step, **(resume_note or {})}) + "\n")
+                log({"event": "resume", "step": state.step, **(resume_note or {})})
             while state.step < total:
                 for name, values in self.train_step(state).items():
                     pending.setdefault(name, []).extend(values)
                 interval_steps += 1
                 done = state.step == total
-                if state.step % opts.log_every == 0 or done or stop.signum is not None:
+                # Ranks stop together: a signal seen by any rank stops all after this step.
+                signum = int(all_reduce_max(stop.signum or 0, self.dist, self.device))
+                if state.step % opts.log_every == 0 or done or signum:
                     now = time.perf_counter()
-                    last = {name: torch.stack(v).float().mean().item() for name, v in pending.items()}
+                    names = sorted(pending)
+                    means = torch.stack([torch.stack(pending[n]).float().mean() for n in names]) \
+                        if names else torch.zeros(0)
+                    last = dict(zip(names, all_reduce_mean(means, self.dist).tolist()))
                     record = {"step": state.step, "time": round(now - run_start, 3),
                               "step_time": (now - interval_start) / max(interval_steps, 1), **last}
                     if self.skipped_steps:
                         record["skipped_steps"] = self.skipped_steps
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
+                    log(record)
                     pending, interval_steps, interval_start = {}, 0, now
                     progress.update(state.step, {k: v for k, v in last.items() if k.endswith("/loss")})
-                if stop.signum is not None:
+                if signum:
                     progress.close()
-                    path = self._save_checkpoint(state)
-                    name = signal.Signals(stop.signum).name
-                    raise Interrupted(f"stopped by {name} at step {state.step}; checkpoint {path}; "
-                                      f"resume with: ganzoo train --resume {self.run_dir}",
-                                      exit_code=128 + stop.signum)
-                if opts.eval_every and (state.step % opts.eval_every == 0 or done):
-                    log.write(json.dumps({"step": state.step, **self._evaluate(state)}) + "\n")
-                    log.flush()
-                if opts.sample_every and state.step % opts.sample_every == 0 and not done:
+                    path = self._save_checkpoint(state) if main else self._checkpoint_path(state)
+                    raise Interrupted(f"stopped by {signal.Signals(signum).name} at step {state.step}; "
+                                      f"checkpoint {path}; resume with: ganzoo train --resume {self.run_dir}",
+                                      exit_code=128 + signum)
+                if main and opts.eval_every and (state.step % opts.eval_every == 0 or done):
+                    log({"step": state.step, **self._evaluate(state)})
+                if main and opts.sample_every and state.step % opts.sample_every == 0 and not done:
                     self._save_samples(state, fixed, f"step-{state.step:07d}")
-                if opts.ckpt_every and state.step % opts.ckpt_every == 0 and not done:
+                if main and opts.ckpt_every and state.step % opts.ckpt_every == 0 and not done:
                     self._save_checkpoint(state)
-        progress.close()
-        self._save_samples(state, fixed, "final")
-        self._save_checkpoint(state)
+            progress.close()
+            if self.dist.enabled:
+                check_consistent(state.nets, self.dist, self.device)
+                log({"event": "ranks_consistent", "step": state.step, "world": self.dist.world})
+        if main:
+            self._save_samples(state, fixed, "final")
+            self._save_checkpoint(state)
+        barrier(self.dist)  # nobody leaves before the final checkpoint exists
         return RunResult(self.run_dir, state, last)
 
 
@@ -443,12 +530,12 @@ def train(variant: str, dataset: str | None = None, *, out: str | Path | None = 
         dataset_options["data_dir"] = data_dir
     data = create_dataset(dataset_name, seed=options.seed, **dataset_options)
     model = create_variant(variant, data.spec, **(hparams or {}))
-    run_dir = Path(out) if out is not None else default_run_dir(variant, dataset_name)
+    dist, device = init_from_env(resolve_device(options.device))
+    # Every rank checks the same things, so a bad input stops all of them alike.
+    run_dir = Path(out) if out is not None else broadcast_object(default_run_dir(variant, dataset_name), dist)
     prepare_run_dir(run_dir)
-    device = resolve_device(options.device)
-    if model.batch_size > (data.spec.size or model.batch_size):
-        raise GanzooError(f"batch size {model.batch_size} exceeds the {data.spec.size} examples of {dataset_name!r}")
-    data.prepare(device)
+    _check_batch(model, data, options, dist)
+    _prepare_data(data, device, dist)
 
     config = {
         "ganzoo_version": __version__,
@@ -465,9 +552,31 @@ def train(variant: str, dataset: str | None = None, *, out: str | Path | None = 
         "torch_version": str(torch.__version__),  # TorchVersion is not weights_only-safe
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_config(run_dir, config)
-    return Trainer(model, data, run_dir, options, config).run()
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_config(run_dir, config)
+    try:
+        return Trainer(model, data, run_dir, options, config, dist=dist, device=device).run()
+    finally:
+        shutdown()
+
+
+def _check_batch(model: Variant, data: Dataset, options: TrainOptions, dist: DistContext) -> None:
+    shards = dist.world * options.accumulate
+    if model.batch_size % shards:
+        raise GanzooError(f"batch size {model.batch_size} does not split into {dist.world} rank(s) x "
+                          f"{options.accumulate} micro-batch(es); use a multiple of {shards}")
+    if model.batch_size > (data.spec.size or model.batch_size):
+        raise GanzooError(f"batch size {model.batch_size} exceeds the {data.spec.size} examples of {data.name!r}")
+
+
+def _prepare_data(data: Dataset, device: torch.device, dist: DistContext) -> None:
+    """Rank 0 loads (and downloads, caches) first; the others then read its cache."""
+    if dist.is_main:
+        data.prepare(device)
+    barrier(dist)
+    if not dist.is_main:
+        data.prepare(device)
 
 
 #: Hyperparameters a resume may change without --force (extending a run is routine).
@@ -530,13 +639,19 @@ def resume(path: str | Path, *, variant: str | None = None, dataset: str | None 
     if int(payload["step"]) >= model.steps:
         raise GanzooError(f"{run_dir} already finished {payload['step']} of {model.steps} steps; "
                           f"raise --steps to train further")
-    device = resolve_device(options.device)
-    data.prepare(device)
+    dist, device = init_from_env(resolve_device(options.device))
+    _check_batch(model, data, options, dist)
+    _prepare_data(data, device, dist)
     config = dict(saved, hparams=model.hparams, device=str(device))
     if forced:
         config["forced_on_resume"] = saved.get("forced_on_resume", []) + [{"step": payload["step"], **forced}]
-    _write_config(run_dir, config)
-    for stale in (run_dir / CHECKPOINT_DIR).glob(".*.tmp"):  # left by a process killed mid-write
-        stale.unlink(missing_ok=True)
+    if dist.is_main:
+        _write_config(run_dir, config)
+        for stale in (run_dir / CHECKPOINT_DIR).glob(".*.tmp"):  # left by a process killed mid-write
+            stale.unlink(missing_ok=True)
     note = {"checkpoint": checkpoint_path.name, **({"forced": forced} if forced else {})}
-    return Trainer(model, data, run_dir, options, config).run(resume=payload, resume_note=note)
+    try:
+        return Trainer(model, data, run_dir, options, config, dist=dist, device=device).run(
+            resume=payload, resume_note=note)
+    finally:
+        shutdown()

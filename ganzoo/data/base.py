@@ -68,6 +68,12 @@ class Batch:
     def __len__(self) -> int:
         return self.real.shape[0]
 
+    def shard(self, index: int, count: int) -> "Batch":
+        """The ``index``-th of ``count`` equal contiguous slices (for ranks and micro-batches)."""
+        size = len(self) // count
+        part = slice(index * size, (index + 1) * size)
+        return Batch(self.real[part], None if self.labels is None else self.labels[part])
+
 
 def cache_dir() -> Path:
     """Where generated data is cached: $GANZOO_CACHE, else $XDG_CACHE_HOME/ganzoo."""

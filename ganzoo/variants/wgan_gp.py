@@ -12,6 +12,7 @@ used 64 for both nets), so the default run (4000 generator steps, batch 50 as
 in that script) fits in about ten minutes on two CPU cores; use
 ``--set d_width=64`` for the paper's size.
 """
+from ..distributed import unwrap
 from ..hookspecs import hookimpl
 from ..ops import gradient_penalty
 from .base import COMMON_DEFAULTS, TOY_DEFAULTS, TwoPlayerVariant
@@ -36,8 +37,10 @@ class WGANGP(TwoPlayerVariant):
         return -fake_scores.mean()
 
     def d_regularizer(self, nets, real, fake, labels):
+        # The plain critic, not its DDP wrapper: see ganzoo.distributed.unwrap.
+        critic = unwrap(nets["D"])
         penalty, grad_norm = gradient_penalty(
-            lambda x: nets["D"](x, labels), real, fake, weight=self.hparams["gp_weight"]
+            lambda x: critic(x, labels), real, fake, weight=self.hparams["gp_weight"]
         )
         return penalty, {"gp": penalty, "grad_norm": grad_norm.mean()}
 

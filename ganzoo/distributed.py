@@ -1,0 +1,164 @@
+"""Multi-process training on torch.distributed, as started by ``torchrun``.
+
+``torchrun --nproc-per-node N -m ganzoo train VARIANT ...`` sets RANK,
+WORLD_SIZE and LOCAL_RANK; the trainer then initialises the process group
+(NCCL on CUDA, gloo on CPU), wraps each network a phase trains in
+DistributedDataParallel, and splits every batch:
+
+* ``batch_size`` is the **global** batch. Each optimiser step draws the same
+  global batch on every rank (the data generators run in lockstep) and rank r
+  keeps shard r; with ``accumulate=A`` each rank further splits its shard into
+  A micro-batches whose gradients are summed (DDP syncs on the last one only).
+* Randomness inside a loss (noise z, penalty weights eps) comes from a seed
+  derived from one lockstep draw and the shard index, so every shard has its
+  own stream, and a run on W ranks equals a single-process run with
+  ``accumulate=W`` over the same global batches (BatchNorm then normalises
+  each shard in both; SyncBatchNorm is the ``--sync-bn`` option on CUDA).
+
+Only rank 0 writes samples, logs and checkpoints; every rank resumes from them
+(multi-node runs need a shared filesystem for the run directory).
+"""
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import GanzooError
+
+TIMEOUT_ENV = "GANZOO_DIST_TIMEOUT"  # seconds a collective may wait before the run fails
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+SINGLE = DistContext()
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def init_from_env(device: torch.device) -> tuple[DistContext, torch.device]:
+    """Join the process group torchrun describes; returns the context and this rank's device."""
+    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
+        return SINGLE, device
+    import torch.distributed as dist
+
+    ctx = DistContext(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
+                      int(os.environ.get("LOCAL_RANK", 0)))
+    if device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        # A timeout bounds every collective: a rank that died never leaves the others hanging.
+        timeout = datetime.timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, 300)))
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout,
+                                device_id=device if device.type == "cuda" else None)
+    return ctx, device
+
+
+def shutdown() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The network inside a DistributedDataParallel wrapper (or the module itself).
+
+    Use it for a double backward such as a gradient penalty: autograd.grad with
+    create_graph=True through the DDP wrapper is unsupported (pytorch #47562);
+    through the plain module it builds a graph whose single backward then
+    reaches the wrapped parameters, whose gradients DDP all-reduces once.
+    """
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+def wrap(module: nn.Module, device: torch.device) -> nn.Module:
+    """DDP over ``module``; all its parameters must require grad while wrapping."""
+    for p in module.parameters():
+        p.requires_grad_(True)
+    return nn.parallel.DistributedDataParallel(
+        module, device_ids=[device.index] if device.type == "cuda" else None,
+        # Phases call only the networks they train through DDP, so every wrapped
+        # parameter gets a gradient in every backward: no unused-parameter scan.
+        find_unused_parameters=False,
+    )
+
+
+def all_reduce_mean(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    if not ctx.enabled:
+        return values
+    import torch.distributed as dist
+
+    values = values.clone()
+    dist.all_reduce(values)
+    return values / ctx.world
+
+
+def all_reduce_max(value: float, ctx: DistContext, device: torch.device) -> float:
+    if not ctx.enabled:
+        return value
+    import torch.distributed as dist
+
+    flag = torch.tensor([float(value)], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return flag.item()
+
+
+def broadcast_object(value: Any, ctx: DistContext) -> Any:
+    if not ctx.enabled:
+        return value
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.enabled:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def check_consistent(nets: nn.Module, ctx: DistContext, device: torch.device) -> None:
+    """Raise unless every rank holds the same parameters (a cheap checksum gather)."""
+    if not ctx.enabled:
+        return
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        flat = torch.cat([p.detach().double().reshape(-1) for p in nets.parameters()])
+        weights = torch.arange(1, flat.numel() + 1, dtype=torch.float64, device=flat.device).remainder_(97)
+        checksum = torch.stack([flat.sum(), (flat * weights).sum()]).to(device)
+    gathered = [torch.zeros_like(checksum) for _ in range(ctx.world)]
+    dist.all_gather(gathered, checksum)
+    if any(not torch.equal(gathered[0], other) for other in gathered[1:]):
+        raise GanzooError(f"ranks disagree on the parameters after training: {[g.tolist() for g in gathered]}")
+
+
+def sync_batchnorm(nets: nn.Module, device: torch.device) -> nn.Module:
+    """Convert BatchNorm layers to SyncBatchNorm (statistics over the global batch)."""
+    if device.type != "cuda":
+        raise GanzooError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm has no CPU implementation")
+    return nn.SyncBatchNorm.convert_sync_batchnorm(nets)
