@@ -16,7 +16,7 @@ class CGAN(BCELossMixin, TwoPlayerVariant):
     paper = "Mirza & Osindero 2014, Conditional GANs (arXiv:1411.1784)"
     summary = "non-saturating BCE; label embedding concatenated to z and to D's input; DCGAN conv nets"
     critic_norm = "batch"
-    defaults = {**COMMON_DEFAULTS, "arch": "conv", "steps": 1500}
+    defaults = {**COMMON_DEFAULTS, "arch": "conv", "steps": 3000}
     vector_defaults = TOY_DEFAULTS
 
 

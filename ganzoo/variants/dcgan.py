@@ -14,7 +14,7 @@ class DCGAN(BCELossMixin, TwoPlayerVariant):
     paper = "Radford et al. 2016, DCGAN (arXiv:1511.06434)"
     summary = "non-saturating BCE; conv G (BN, ReLU, tanh) and conv D (BN, LeakyReLU 0.2)"
     critic_norm = "batch"
-    defaults = {**COMMON_DEFAULTS, "arch": "conv", "steps": 1500}
+    defaults = {**COMMON_DEFAULTS, "arch": "conv", "steps": 3000}
     vector_defaults = TOY_DEFAULTS
 
 

@@ -16,7 +16,7 @@ class LSGAN(TwoPlayerVariant):
     paper = "Mao et al. 2017, Least Squares GANs (arXiv:1611.04076)"
     summary = "least squares: D to b on real, a on fake; G to c; DCGAN-like nets"
     critic_norm = "batch"
-    defaults = {**COMMON_DEFAULTS, **LS_TARGETS, "arch": "conv", "steps": 1500}
+    defaults = {**COMMON_DEFAULTS, **LS_TARGETS, "arch": "conv", "steps": 3000}
     vector_defaults = TOY_DEFAULTS
 
     def d_loss(self, real_scores, fake_scores):

@@ -13,7 +13,7 @@ class Vanilla(BCELossMixin, TwoPlayerVariant):
     paper = "Goodfellow et al. 2014, Generative Adversarial Nets (arXiv:1406.2661)"
     summary = "non-saturating BCE; MLP G and D (hidden 128, LeakyReLU)"
     dcgan_init = False  # the MLP GAN used PyTorch's default init
-    defaults = {**COMMON_DEFAULTS, "arch": "mlp", "hidden": 128, "layers": 1, "steps": 6000}
+    defaults = {**COMMON_DEFAULTS, "arch": "mlp", "hidden": 128, "layers": 1, "steps": 20000}
     vector_defaults = TOY_DEFAULTS
 
 
