@@ -48,6 +48,7 @@ _EXPORTS = {
     "TrainOptions": "ganzoo.trainer",
     "sample": "ganzoo.sampling",
     "load_generator": "ganzoo.sampling",
+    "check_variant": "ganzoo.testing",
 }
 
 __all__ = ["__version__", "hookimpl", *_EXPORTS]

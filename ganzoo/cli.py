@@ -29,7 +29,7 @@ EPILOG_TRAIN = """examples:
 
 #: Modules that define further commands: each has ``add_command(subparsers,
 #: parser_class)``, which adds its parser and sets ``handler=fn(args) -> int``.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["ganzoo.plugins_cli", "ganzoo.check_cli"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -282,6 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ganzoo: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `ganzoo list | head`: the reader left; not an error
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -94,10 +94,15 @@ class Registry(Generic[T]):
     def entry(self, name: str) -> Entry[T]:
         self._ensure()
         if name not in self._entries:
-            broken = [f for f in self.failures() if f"{name!r}" in f.problem]
+            failed = plugins.load_failures() + self.failures()
+            broken = [f for f in failed if f"{name!r}" in f.problem or f.plugin == name]
             if broken:
                 raise PluginError(f"{self.kind} {name!r} is unavailable: {broken[0]}")
-            raise UnknownNameError(self.kind, name, list(self._entries))
+            unknown = UnknownNameError(self.kind, name, list(self._entries))
+            if failed:  # the name may belong to a plugin that failed before registering it
+                unknown.args = (f"{unknown} Plugins that failed, one of which may provide it: "
+                                + "; ".join(str(f) for f in failed),)
+            raise unknown
         return self._entries[name]
 
     def get(self, name: str) -> T:
