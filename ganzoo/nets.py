@@ -23,6 +23,8 @@ import math
 import torch
 from torch import nn
 
+from .ops.fused_leaky_relu import FusedLeakyReLU
+
 
 def _activation(name: str) -> nn.Module:
     if name == "relu":
@@ -30,6 +32,14 @@ def _activation(name: str) -> nn.Module:
     if name == "lrelu":
         return nn.LeakyReLU(0.2)
     raise ValueError(f"unknown activation {name!r}; use 'relu' or 'lrelu'")
+
+
+def _critic_activation(name: str) -> nn.Module:
+    """Discriminators take the fused LeakyReLU: same numerics as nn.LeakyReLU(0.2),
+    and no zero-gradient work in a gradient penalty's double backward."""
+    if name == "lrelu":
+        return FusedLeakyReLU(negative_slope=0.2)
+    return _activation(name)
 
 
 def seed_side(size: int) -> tuple[int, int]:
@@ -104,7 +114,7 @@ class MLPDiscriminator(nn.Module):
         dims = [math.prod(shape) + self.labels.dim] + [hidden] * layers
         blocks: list[nn.Module] = []
         for a, b in zip(dims[:-1], dims[1:]):
-            blocks += [nn.Linear(a, b), _activation(activation)]
+            blocks += [nn.Linear(a, b), _critic_activation(activation)]
         blocks.append(nn.Linear(dims[-1], 1))
         self.body = nn.Sequential(*blocks)
 
@@ -175,7 +185,7 @@ class ConvDiscriminator(nn.Module):
             if use_norm:
                 blocks.append(nn.BatchNorm2d(c_out) if norm == "batch"
                               else nn.GroupNorm(1, c_out))  # GroupNorm(1) = LayerNorm over C,H,W
-            blocks.append(nn.LeakyReLU(0.2))
+            blocks.append(FusedLeakyReLU(negative_slope=0.2))
             c_in, c_out = c_out, c_out * 2
         self.body = nn.Sequential(*blocks)
         self.head = nn.Linear(c_in * side * side, 1)

@@ -129,7 +129,8 @@ def test_dcgan_follows_the_paper():
     assert bns and all(bn.eps == 1e-5 for bn in bns)  # not the BatchNorm2d(c, 0.8) pitfall
     # No BatchNorm on D's first layer.
     first = list(nets["D"].body)[:2]
-    assert isinstance(first[0], torch.nn.Conv2d) and isinstance(first[1], torch.nn.LeakyReLU)
+    assert isinstance(first[0], torch.nn.Conv2d) and isinstance(first[1], ganzoo.ops.FusedLeakyReLU)
+    assert first[1].negative_slope == 0.2 and first[1].bias is None and first[1].gain == 1.0
 
 
 def test_wgan_gp_critic_has_no_batchnorm_and_paper_settings():
