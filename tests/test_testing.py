@@ -233,7 +233,7 @@ def test_check_command_names_a_broken_plugin(register_plugin, capsys):
     assert main(["check", "kit-raising"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert "unknown variant 'kit-raising'" in err
+    assert "variant 'kit-raising' is unavailable" in err
     assert "plugin 'kit-raising': register_variants: RuntimeError: cannot import my weights" in err
 
 
