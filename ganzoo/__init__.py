@@ -48,6 +48,7 @@ _EXPORTS = {
     "TrainOptions": "ganzoo.trainer",
     "sample": "ganzoo.sampling",
     "load_generator": "ganzoo.sampling",
+    "evaluate": "ganzoo.evaluation.api",
     "check_variant": "ganzoo.testing",
 }
 

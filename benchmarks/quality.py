@@ -1,0 +1,429 @@
+"""The zoo's results table: train every variant at fixed budgets and seeds, evaluate, write docs/results.md.
+
+    python benchmarks/quality.py --data-dir ../shared/data/mnist          # the full table (see PLAN)
+    python benchmarks/quality.py --data-dir ../shared/data/mnist --quick  # checks this script (~3 min)
+
+For every registered variant (or ``--variants``) and each dataset of the plan
+(``ring``, ``grid``, ``digits``, ``mnist``), trains ``seeds`` runs with the
+stated generator-step budget, evaluates each with :func:`ganzoo.evaluate`
+(2500 samples on 2-D data, the PacGAN/VEEGAN protocol; ``IMAGE_N`` samples on
+images, in the feature space of the cached classifier), and writes
+
+* ``OUT/results.md``: the tables (mean ± standard error over seeds, as PacGAN
+  reports), the real-data floor, the published PacGAN table beside our 2-D
+  figures, the issue's targets with met / not met, and the budgets and times;
+* ``OUT/results/VARIANT-DATASET.png``: the seed-0 run's final sample grid
+  (scatter plot for 2-D data);
+* ``OUT/results/results.json``: every run's evaluation, for other tools.
+
+Runs live in ``--runs-dir`` (default ``runs/quality``; ``runs/quality-quick``
+with ``--quick``); a run whose ``eval.json`` exists is reused, so an
+interrupted rebuild continues where it stopped (``--fresh`` starts over).
+
+Budgets are chosen so the full rebuild fits in about 2 hours on 2 CPU cores;
+they are below the papers' budgets, and results.md says so.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import ganzoo
+from ganzoo.evaluation import ClassifierRecipe, evaluate, get_classifier
+
+#: Generator steps per (dataset, variant) and seeds per dataset for the full table.
+#: "*" applies to variants not named; "default" is the variant's own default
+#: (``ganzoo list --json``: 2000 on 2-D data for every built-in variant; on images
+#: 3000 for dcgan/cgan/lsgan, 20000 for vanilla, 4000 for wgan-gp at the time of
+#: writing), so the table shows what ``ganzoo train VARIANT`` gives.
+#: Images get one seed: three would triple the image part (see COST_PER_STEP).
+PLAN: dict[str, dict[str, Any]] = {
+    "ring": {"seeds": 3, "steps": {"*": "default"}},
+    "grid": {"seeds": 3, "steps": {"*": "default"}},
+    "digits": {"seeds": 1, "steps": {"*": "default"}},
+    "mnist": {"seeds": 1, "steps": {"*": "default"}},
+}
+#: Seconds per generator step of one single-threaded job, measured on the 2-core
+#: development machine under a load average of about 3 (``--jobs 2``): used to
+#: order the runs (longest first) and to print an estimate of the duration.
+COST_PER_STEP = {("vector", "wgan-gp"): 0.28, ("vector", "*"): 0.04,
+                 ("image", "wgan-gp"): 0.20, ("image", "vanilla"): 0.005, ("image", "*"): 0.11}
+EVAL_SECONDS = {"vector": 2, "image": 45}
+#: --quick: tiny budgets, one seed (checks the script, not the variants).
+QUICK_PLAN: dict[str, dict[str, Any]] = {
+    "ring": {"seeds": 1, "steps": {"*": 30}},
+    "grid": {"seeds": 1, "steps": {"*": 30}},
+    "digits": {"seeds": 1, "steps": {"*": 10}},
+    "mnist": {"seeds": 1, "steps": {"*": 10}},
+}
+VECTOR_N = 2500  # the PacGAN/VEEGAN protocol
+IMAGE_N = 5000
+QUICK_IMAGE_N = 500
+#: --quick trains a smaller feature classifier (cached apart from the real one).
+QUICK_RECIPE = ClassifierRecipe(epochs=1, train_limit=5000, test_limit=2000)
+
+#: PacGAN Table 1 (Lin et al. 2018), mean ± s.e. over 10 runs; from shared/QUALITY.md.
+PACGAN_TABLE = [
+    ("GAN", "6.3±0.5", "98.2±0.2", "0.45±0.09", "17.3±0.8", "94.8±0.7", "0.70±0.07"),
+    ("ALI", "6.6±0.3", "97.6±0.4", "0.36±0.04", "24.1±0.4", "95.7±0.6", "0.14±0.03"),
+    ("PacGAN2", "7.9±0.1", "95.6±2.0", "0.07±0.03", "23.8±0.7", "91.3±0.8", "0.13±0.04"),
+    ("PacGAN3", "7.8±0.1", "97.7±0.3", "0.10±0.02", "24.6±0.4", "94.2±0.4", "0.06±0.02"),
+    ("PacGAN4", "7.8±0.1", "95.9±1.4", "0.07±0.02", "24.8±0.2", "93.6±0.6", "0.04±0.01"),
+]
+
+
+def budget(plan: dict[str, Any], dataset: str, variant: str) -> int:
+    """Generator steps of (dataset, variant): the plan's number, or the variant's default ("default")."""
+    steps = plan[dataset]["steps"]
+    value = steps.get(variant, steps["*"])
+    if value == "default":
+        spec = ganzoo.get_dataset(dataset).spec
+        return int(ganzoo.get_variant(variant).resolve_hparams(spec, {})["steps"])
+    return int(value)
+
+
+def estimated_seconds(dataset: str, variant: str, steps: int) -> float:
+    kind = "image" if ganzoo.get_dataset(dataset).spec.is_image else "vector"
+    per_step = COST_PER_STEP.get((kind, variant), COST_PER_STEP[(kind, "*")])
+    return steps * per_step + EVAL_SECONDS[kind]
+
+
+def builtin_variants() -> list[str]:
+    """The variants ganzoo itself ships (third-party plugins join with --variants or --all-variants)."""
+    from ganzoo import plugins
+    from ganzoo.registry import VARIANTS
+
+    return [name for name in ganzoo.list_variants() if plugins.plugin_info(VARIANTS.entry(name).plugin).builtin]
+
+
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _announce(record: dict[str, Any]) -> None:
+    shown = {k: round(v, 4) for k, v in record["metrics"].items() if isinstance(v, (int, float))}
+    print(json.dumps({"dataset": record["dataset"], "variant": record["variant"], "seed": record["train_seed"],
+                      "steps": record["step"], "train_s": record.get("train_seconds"),
+                      "eval_s": record.get("eval_seconds"), "reused": record.get("reused", False), **shown}),
+          flush=True)
+
+
+def run_one(variant: str, dataset: str, seed: int, steps: int, runs_dir: Path, data_dir: Path | None,
+            n: int, floor: bool, fresh: bool, recipe: ClassifierRecipe | None = None) -> dict[str, Any]:
+    """Train (unless already done) and evaluate one run; returns its record."""
+    run_dir = runs_dir / f"{variant}-{dataset}-s{seed}"
+    done = run_dir / "eval.json"
+    if done.exists() and not fresh:
+        record = json.loads(done.read_text())
+        if record.get("step") == steps and record.get("n") == n and ("floor" in record or not floor):
+            return record | {"reused": True}
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    options = ganzoo.TrainOptions(device="cpu", seed=seed, sample_every=0, ckpt_every=0, log_every=100,
+                                  keep=1, progress=False)
+    dataset_options = {"data_dir": data_dir} if dataset == "mnist" else {}
+    start = time.perf_counter()
+    ganzoo.train(variant, dataset, out=run_dir, hparams={"steps": steps}, options=options,
+                 dataset_options=dataset_options)
+    train_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    record = evaluate(run_dir, n=n, device="cpu", floor=floor, write=False, recipe=recipe)
+    record["eval_seconds"] = round(time.perf_counter() - start, 1)
+    record["train_seconds"] = round(train_seconds, 1)
+    record["train_seed"] = seed
+    record["threads"] = torch.get_num_threads()
+    done.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+# -- aggregation and formatting --------------------------------------------------------------
+def mean_se(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not values:
+        return math.nan, math.nan
+    if len(values) == 1:
+        return values[0], math.nan
+    return statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
+
+
+def fmt(values: list[float], digits: int) -> str:
+    mean, se = mean_se(values)
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.{digits}f}" if math.isnan(se) else f"{mean:.{digits}f}±{se:.{digits}f}"
+
+
+def metric(records: list[dict], key: str, scale: float = 1.0) -> list[float]:
+    return [r["metrics"][key] * scale for r in records if key in r["metrics"]]
+
+
+def vector_table(results: dict, variants: list[str], floors: dict) -> list[str]:
+    lines = ["| model | source | seeds | ring modes /8 | ring HQ % | ring rev-KL | grid modes /25 | grid HQ % "
+             "| grid rev-KL |", "|---|---|---|---|---|---|---|---|---|"]
+    for variant in variants:
+        ring, grid = results.get(("ring", variant), []), results.get(("grid", variant), [])
+        if not ring and not grid:
+            continue
+        seeds = max(len(ring), len(grid))
+        cells = []
+        for records in (ring, grid):
+            cells += [fmt(metric(records, "modes"), 1), fmt(metric(records, "hq_percent"), 1),
+                      fmt(metric(records, "reverse_kl"), 2)]
+        lines.append(f"| `{variant}` | ganzoo | {seeds} | " + " | ".join(cells) + " |")
+    floor_cells = []
+    for dataset in ("ring", "grid"):
+        f = floors.get(dataset)
+        floor_cells += ([f"{f['modes']}", f"{f['hq_percent']:.1f}", f"{f['reverse_kl']:.3f}"] if f else ["–"] * 3)
+    lines.append("| real data (floor) | ganzoo | – | " + " | ".join(floor_cells) + " |")
+    for row in PACGAN_TABLE:
+        lines.append(f"| {row[0]} | PacGAN Table 1 | 10 | " + " | ".join(row[1:]) + " |")
+    return lines
+
+
+IMAGE_COLUMNS = [("frechet_distance", "FD ↓", 2, 1.0), ("kid", "KID ↓", 4, 1.0),
+                 ("precision", "precision ↑", 3, 1.0), ("recall", "recall ↑", 3, 1.0),
+                 ("confident_fraction", "conf ≥ 0.9 ↑", 3, 1.0), ("classes_present", "classes", 0, 1.0),
+                 ("largest_class_share", "largest class ↓", 3, 1.0), ("label_accuracy", "label acc ↑", 3, 1.0)]
+
+
+TEST_SOURCES = {"split": "official test split", "rendered": "rendered test set (another seed)",
+                "holdout": "held-out sixth of the set"}
+
+
+def image_table(dataset: str, results: dict, variants: list[str], floor: dict | None, plan: dict) -> list[str]:
+    head = "| model | steps | seeds | " + " | ".join(c[1] for c in IMAGE_COLUMNS) + " | train min | samples |"
+    lines = [head, "|" + "---|" * (len(IMAGE_COLUMNS) + 5)]
+    for variant in variants:
+        records = results.get((dataset, variant), [])
+        if not records:
+            continue
+        cells = [fmt(metric(records, key, scale), digits) for key, _, digits, scale in IMAGE_COLUMNS]
+        minutes = fmt([r.get("train_seconds", math.nan) / 60 for r in records], 1)
+        lines.append(f"| `{variant}` | {budget(plan, dataset, variant)} | {len(records)} | " + " | ".join(cells)
+                     + f" | {minutes} | ![{variant}](results/{variant}-{dataset}.png) |")
+    if floor:
+        cells = [("–" if key not in floor else f"{floor[key]:.{digits}f}") for key, _, digits, _ in IMAGE_COLUMNS]
+        lines.append("| real train vs test (floor) | – | – | " + " | ".join(cells) + " | – | – |")
+    return lines
+
+
+def targets(results: dict, variants: list[str]) -> list[str]:
+    """The issue's targets, each with met / not met and the figures."""
+    lines = []
+    grid = results.get(("grid", "wgan-gp"), [])
+    if grid:
+        modes = [int(m) for m in metric(grid, "modes")]
+        hq, kl = metric(grid, "hq_percent"), metric(grid, "reverse_kl")
+        ok = all(m == 25 for m in modes) and min(hq) >= 90 and max(kl) <= 0.05
+        lines.append(f"- `wgan-gp` on grid: all 25 modes in every seed, ≥ 90% HQ, reverse KL ≤ 0.05 — "
+                     f"**{'met' if ok else 'not met'}** (modes per seed {modes}, HQ % "
+                     f"{[round(v, 1) for v in hq]}, reverse KL {[round(v, 3) for v in kl]})")
+    ring = results.get(("ring", "wgan-gp"), [])
+    if ring:
+        modes = [int(m) for m in metric(ring, "modes")]
+        lines.append(f"- `wgan-gp` on ring: 8 of 8 modes — **{'met' if all(m == 8 for m in modes) else 'not met'}** "
+                     f"(modes per seed {modes})")
+    for variant in variants:
+        records = results.get(("mnist", variant), [])
+        if not records:
+            continue
+        present = [int(p) for p in metric(records, "classes_present")]
+        largest = metric(records, "largest_class_share")
+        ok = all(p == 10 for p in present) and max(largest) <= 0.20
+        line = (f"- `{variant}` on mnist: all 10 classes, none above 20% — **{'met' if ok else 'not met'}** "
+                f"(classes {present}, largest share {[round(v, 3) for v in largest]})")
+        if "label_accuracy" in records[0]["metrics"]:
+            acc = metric(records, "label_accuracy")
+            line += (f"; label accuracy ≥ 95% — **{'met' if min(acc) >= 0.95 else 'not met'}** "
+                     f"({[round(100 * v, 1) for v in acc]} %)")
+        lines.append(line)
+    return lines
+
+
+def write_report(out: Path, results: dict, floors: dict, classifiers: dict, variants: list[str],
+                 plan: dict, quick: bool, command: str, total_seconds: float, n_image: int,
+                 setup: str = "", reused: int = 0) -> Path:
+    cpu = platform.processor() or platform.machine()
+    lines = ["# Results: every variant, fixed budgets and seeds", ""]
+    if quick:
+        lines += ["> **Quick check (`--quick`): tiny budgets and one seed. These numbers only show that the "
+                  "script works; they say nothing about the variants. Rebuild with the full command below.**", ""]
+    lines += [
+        f"Rebuilt with `{command}` on {date.today()} ({cpu}, {os.cpu_count()} cores, {setup}, "
+        f"torch {torch.__version__}, device cpu) in {total_seconds / 60:.0f} min"
+        + (f", {reused} of the runs reused from an earlier invocation" if reused else "") + " "
+        f"(1-minute load average at the end: {os.getloadavg()[0]:.1f}; other jobs slow every figure of time).",
+        "Full rebuild: `python benchmarks/quality.py --data-dir ../shared/data/mnist` (estimated 80 minutes on "
+        "2 CPU cores at a load average of about 3, two single-threaded jobs; an interrupted rebuild continues "
+        "where it stopped).",
+        "",
+        "Mean ± standard error over seeds (0, 1, 2), as PacGAN reports; a figure without ± is a single seed. "
+        "2-D runs use 3 seeds; image runs one seed (three would not fit the 2-hour CPU budget).",
+        "Every variant runs with its defaults (`ganzoo list --json`), its number of generator steps included, "
+        "unless the budgets below say otherwise. These are CPU budgets, far below the papers' (the WGAN-GP toy "
+        "script trains 100k steps): a variant that falls short here may do better with more steps.",
+        "",
+        "## Budgets",
+        "",
+        "| dataset | seeds | generator steps | samples evaluated |",
+        "|---|---|---|---|",
+    ]
+    for dataset, entry in plan.items():
+        steps = ", ".join(f"{v} {budget(plan, dataset, v)}" for v in variants)
+        n = VECTOR_N if dataset in ("ring", "grid") else n_image
+        lines.append(f"| {dataset} | {entry['seeds']} | {steps} | {n} |")
+    lines += [
+        "",
+        "## 2-D mode coverage (PacGAN/VEEGAN protocol)",
+        "",
+        "2500 samples; a sample is high quality (HQ) within 3 standard deviations of its nearest mode; a mode is "
+        "captured when at least one HQ sample has it as nearest mode; reverse KL = KL(HQ nearest-mode histogram "
+        "‖ uniform), log K when no sample is HQ. ring: 8 Gaussians on the unit circle, std 0.01; grid: 25 "
+        "Gaussians at {-4,-2,0,2,4}², std 0.05.",
+        "Our nets are the WGAN-GP toy nets (G: 2-d noise, 3 × Linear 512 + ReLU; D the same shape), batch 256; "
+        "PacGAN's: G 4 × 400 ReLU + BN, D maxout, batch 100, Adam 1e-4 — results depend on the architecture, so "
+        "compare with care.",
+        "",
+        *vector_table(results, variants, floors),
+        "",
+    ]
+    for dataset in ("digits", "mnist"):
+        if not any(d == dataset for d, _ in results):
+            continue
+        clf = classifiers.get(dataset)
+        lines += [f"## {dataset}", ""]
+        if clf:
+            source = TEST_SOURCES.get(clf.get("test_source"), "test set")
+            lines += [f"Feature classifier: test accuracy {100 * clf['test_accuracy']:.2f}% on the "
+                      f"{source}. FD and KID against {n_image} real test images "
+                      "in its 128-d penultimate features; precision/recall with k = 3; 'conf ≥ 0.9': fraction of "
+                      "samples classified with confidence ≥ 0.9; 'classes': classes present among the samples' "
+                      "predicted labels; 'label acc': conditional variants, samples drawn for each label.", ""]
+        lines += [*image_table(dataset, results, variants, floors.get(dataset), plan), ""]
+    met = targets(results, variants)
+    if met:
+        lines += ["## Targets (issue 5)", "", *met, ""]
+    lines += ["## Cost", "", "Seconds per run (mean ± s.e. over seeds), on the machine and load stated above.", "",
+              "| dataset | variant | steps | train s | eval s |", "|---|---|---|---|---|"]
+    for (dataset, variant), records in sorted(results.items()):
+        lines.append(f"| {dataset} | `{variant}` | {records[0]['step']} "
+                     f"| {fmt([r.get('train_seconds', math.nan) for r in records], 0)}"
+                     f" | {fmt([r.get('eval_seconds', math.nan) for r in records], 0)} |")
+    path = out / "results.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, help="the mnist folder (IDX files); without it mnist is skipped")
+    parser.add_argument("--out", type=Path, default=Path("docs"), help="where results.md and results/ go")
+    parser.add_argument("--runs-dir", type=Path, help="run directories (default runs/quality[-quick])")
+    parser.add_argument("--quick", action="store_true", help="tiny budgets and one seed: checks the script")
+    parser.add_argument("--variants", nargs="+", default=None, help="default: the built-in variants")
+    parser.add_argument("--all-variants", action="store_true",
+                        help="every registered variant, third-party plugins included")
+    parser.add_argument("--datasets", nargs="+", default=None, help="default: ring grid digits mnist")
+    parser.add_argument("--seeds", type=int, help="override the number of seeds per dataset")
+    parser.add_argument("--fresh", action="store_true", help="retrain runs that already have an eval.json")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="runs trained at once, in separate processes (default 2: one per core)")
+    parser.add_argument("--threads", type=int,
+                        help="torch CPU threads per job (default: 1 with --jobs > 1, else torch's choice)")
+    args = parser.parse_args(argv)
+    threads = args.threads or (1 if args.jobs > 1 else None)
+    if threads:
+        torch.set_num_threads(threads)
+
+    plan = json.loads(json.dumps(QUICK_PLAN if args.quick else PLAN))
+    datasets = args.datasets or list(plan)
+    if "mnist" in datasets and args.data_dir is None:
+        print("no --data-dir: skipping mnist (pass the folder holding the MNIST IDX files)", file=sys.stderr)
+        datasets.remove("mnist")
+    plan = {d: plan[d] for d in datasets}
+    if args.seeds:
+        for entry in plan.values():
+            entry["seeds"] = args.seeds
+    variants = args.variants or (ganzoo.list_variants() if args.all_variants else builtin_variants())
+    runs_dir = args.runs_dir or Path("runs") / ("quality-quick" if args.quick else "quality")
+    n_image = QUICK_IMAGE_N if args.quick else IMAGE_N
+    recipe = QUICK_RECIPE if args.quick else None
+    grids = args.out / "results"
+    grids.mkdir(parents=True, exist_ok=True)
+    data_dir = args.data_dir.resolve() if args.data_dir else None
+
+    start = time.perf_counter()
+    # The feature classifiers first (cached), so parallel jobs never train the same one twice.
+    for dataset in datasets:
+        if ganzoo.get_dataset(dataset).spec.is_image:
+            options = {"data_dir": data_dir} if dataset == "mnist" else {}
+            get_classifier(ganzoo.create_dataset(dataset, **options), recipe)
+    tasks = []
+    for dataset in datasets:
+        n = VECTOR_N if dataset in ("ring", "grid") else n_image
+        for variant in variants:
+            for seed in range(plan[dataset]["seeds"]):
+                want_floor = not any(t[1] == dataset for t in tasks)  # one floor per dataset
+                tasks.append((variant, dataset, seed, budget(plan, dataset, variant), runs_dir, data_dir, n,
+                              want_floor, args.fresh, recipe))
+    tasks.sort(key=lambda t: -estimated_seconds(t[1], t[0], t[3]))  # longest first: better packing
+    estimate = sum(estimated_seconds(t[1], t[0], t[3]) for t in tasks) / max(1, args.jobs)
+    print(f"{len(tasks)} runs, estimated {estimate / 60:.0f} min with {args.jobs} job(s) on 2 CPU cores "
+          "(measured at a load average of about 3; longer on a busier machine)", file=sys.stderr, flush=True)
+    if args.jobs > 1:
+        context = multiprocessing.get_context("spawn")  # no fork of a process with OpenMP threads
+        with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_worker_init,
+                                 initargs=(threads or 1,)) as pool:
+            futures = [pool.submit(run_one, *task) for task in tasks]
+            for future in as_completed(futures):
+                _announce(future.result())
+            records = [future.result() for future in futures]
+    else:
+        records = []
+        for task in tasks:
+            records.append(run_one(*task))
+            _announce(records[-1])
+
+    results: dict[tuple[str, str], list[dict]] = {}
+    floors: dict[str, dict] = {}
+    classifiers: dict[str, dict] = {}
+    for task, record in zip(tasks, records):
+        variant, dataset, seed = task[:3]
+        if "floor" in record:
+            floors.setdefault(dataset, record["floor"])
+        if "classifier" in record:
+            classifiers.setdefault(dataset, record["classifier"])
+        results.setdefault((dataset, variant), []).append(record)
+        final = runs_dir / f"{variant}-{dataset}-s{seed}" / "samples" / "final.png"
+        if seed == 0 and final.exists():
+            shutil.copy(final, grids / f"{variant}-{dataset}.png")
+    total = time.perf_counter() - start
+    command = "python benchmarks/quality.py" + (" --quick" if args.quick else "") + \
+        (f" --data-dir {args.data_dir}" if args.data_dir else "")
+    setup = f"{args.jobs} job(s) of {threads or torch.get_num_threads()} thread(s)"
+    path = write_report(args.out, results, floors, classifiers, variants, plan, args.quick, command, total, n_image,
+                        setup, reused=sum(1 for r in records if r.get("reused")))
+    (grids / "results.json").write_text(json.dumps(
+        {"plan": plan, "runs": [r for records in results.values() for r in records], "floors": floors},
+        indent=1) + "\n")
+    print(f"wrote {path} ({total / 60:.1f} min)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""``ganzoo eval RUN_DIR [--n N] [--json] [--data-dir DIR]``: quality metrics of a trained run.
+
+Registered through ``ganzoo.cli.COMMAND_MODULES``; importing this module is
+cheap (torch loads only when the command runs).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+EPILOG = """examples:
+  ganzoo eval runs/wgan-gp-grid                 # 2500 samples: modes, high-quality %, reverse KL
+  ganzoo eval runs/dcgan-mnist --n 10000        # classifier features: FD, KID, precision/recall, classes
+  ganzoo eval runs/cgan-digits --json           # the same as JSON (also written to RUN_DIR/eval.json)
+  ganzoo eval runs/x/checkpoints/step-0001000.pt   # one checkpoint -> RUN_DIR/eval-step-0001000.json
+
+image datasets: a small classifier is trained on the real training split the
+first time (about a minute on 2 CPU cores for MNIST), its test accuracy printed,
+and cached under $GANZOO_CACHE/classifiers (default ~/.cache/ganzoo/classifiers).
+"""
+
+#: (key, label, format) of the rows shown for each kind of data, in order.
+VECTOR_ROWS = [
+    ("modes", "modes captured", "modes"),
+    ("hq_percent", "high-quality samples (%)", "{:.1f}"),
+    ("reverse_kl", "reverse KL (nats)", "{:.3f}"),
+    ("largest_mode_share", "largest mode share (HQ)", "{:.3f}"),
+    ("label_accuracy", "label accuracy (nearest mode)", "{:.3f}"),
+    ("energy_distance", "energy distance", "{:.4f}"),
+    ("sliced_wasserstein", "sliced Wasserstein", "{:.4f}"),
+]
+IMAGE_ROWS = [
+    ("frechet_distance", "Fréchet distance (FD)", "{:.3f}"),
+    ("kid", "KID", "kid"),
+    ("precision", "precision (k=3)", "{:.3f}"),
+    ("recall", "recall (k=3)", "{:.3f}"),
+    ("confident_fraction", "confidence >= 0.9", "{:.3f}"),
+    ("classes_present", "classes present", "classes"),
+    ("largest_class_share", "largest class share", "{:.3f}"),
+    ("label_accuracy", "label accuracy", "{:.3f}"),
+    ("class_histogram", "class histogram", "list"),
+]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def add_command(subparsers, parser_class) -> None:
+    p = subparsers.add_parser(
+        "eval", help="quality metrics of a trained run", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Sample from a run's newest checkpoint (or a given checkpoint) and measure its quality\n"
+                    "against real data: modes, high-quality % and reverse KL for 2-D mixtures; distances\n"
+                    "for other 2-D data; classifier-feature metrics for images. Real data gives the floor.\n"
+                    "The result is written to RUN_DIR/eval.json.")
+    p.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
+    p.add_argument("--n", type=_positive_int, help="samples to draw (default 2500 for 2-D data, 5000 for images)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--data-dir", type=Path, help="where the run's dataset lives now (default: as trained)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    p.add_argument("--no-write", action="store_true", help="do not write eval.json into the run directory")
+    p.set_defaults(handler=cmd_eval)
+
+
+def cmd_eval(args) -> int:
+    from .api import evaluate
+
+    result = evaluate(args.path, n=args.n, device=args.device, seed=args.seed, data_dir=args.data_dir,
+                      write=not args.no_write)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_result(result))
+    return 0
+
+
+def _cell(value: Any, fmt: str, row: dict[str, Any]) -> str:
+    if value is None:
+        return "-"
+    if fmt == "modes":
+        return f"{value} / {row.get('modes_total', '?')}"
+    if fmt == "classes":
+        return f"{value} / {row.get('num_classes', '?')}"
+    if fmt == "kid":
+        return f"{value:.4f} ± {row.get('kid_std', 0.0):.4f}"
+    if fmt == "list":
+        return " ".join(str(v) for v in value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return fmt.format(value)
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """A table for a person: each metric for the generator and for real data."""
+    metrics, floor = result.get("metrics", {}), result.get("floor") or {}
+    rows = IMAGE_ROWS if result.get("kind") == "image" else VECTOR_ROWS
+    head = (f"{result['variant']} on {result['dataset']}, step {result['step']}: "
+            f"n = {result['n']} samples (seed {result['seed']})")
+    lines = [head]
+    if result.get("classifier"):
+        c = result["classifier"]
+        state = "trained now" if c.get("trained_now") else "cached"
+        lines.append(f"feature classifier: test accuracy {100 * c['test_accuracy']:.2f}% ({state}, {c['path']})")
+    table = [("metric", "generated", "real (floor)")]
+    for key, label, fmt in rows:
+        if key not in metrics and key not in floor:
+            continue
+        table.append((label, _cell(metrics.get(key), fmt, metrics), _cell(floor.get(key), fmt, floor)))
+    if "label_accuracy_per_class" in metrics:
+        per = " ".join(f"{v:.2f}" if math.isfinite(v) else "-" for v in metrics["label_accuracy_per_class"])
+        table.append(("label accuracy per class", per, ""))
+    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    for i, row in enumerate(table):
+        lines.append("  " + "  ".join(cell.ljust(widths[j]) for j, cell in enumerate(row)).rstrip())
+        if i == 0:
+            lines.append("  " + "  ".join("-" * w for w in widths))
+    if result.get("note"):
+        lines.append(f"note: {result['note']}")
+    if result.get("written_to"):
+        lines.append(f"written to {result['written_to']}")
+    return "\n".join(lines)
