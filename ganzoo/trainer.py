@@ -530,6 +530,10 @@ def train(variant: str, dataset: str | None = None, *, out: str | Path | None = 
         dataset_options["data_dir"] = data_dir
     data = create_dataset(dataset_name, seed=options.seed, **dataset_options)
     model = create_variant(variant, data.spec, **(hparams or {}))
+    if options.eval_every:  # fail now, not at the first evaluation
+        from .evaluation.api import check_evaluable
+
+        check_evaluable(data.spec, model.conditional, options.eval_n, dataset_name)
     dist, device = init_from_env(resolve_device(options.device))
     # Every rank checks the same things, so a bad input stops all of them alike.
     run_dir = Path(out) if out is not None else broadcast_object(default_run_dir(variant, dataset_name), dist)

@@ -357,3 +357,25 @@ def test_check_evaluable_fails_before_training():
         check_evaluable(DataSpec((1, 8, 8)), conditional=False, n=100, dataset_name="dataset 'x'")
     with pytest.raises(GanzooError, match="label accuracy needs n >= 8"):
         check_evaluable(DataSpec((2,), 8), conditional=True, n=5)
+
+
+def test_eval_every_refuses_a_setup_it_cannot_evaluate_before_training(tmp_path, capsys):
+    from ganzoo.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "dcgan", "--dataset", "swissroll", "--eval-every", "2", "--eval-n", "1",
+                 "--steps", "2", "--out", str(run), "--quiet"]) == 2
+    assert "need n >= 2" in capsys.readouterr().err
+    assert not run.exists()
+
+
+def test_eval_every_writes_metrics_during_training(tmp_path):
+    from ganzoo.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "vanilla", "--dataset", "ring", "--eval-every", "2", "--eval-n", "200",
+                 "--steps", "4", "--batch-size", "16", "--set", "toy_hidden=32", "--out", str(run), "--quiet"]) == 0
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if "eval/modes" in r]
+    assert [r["step"] for r in evals] == [2, 4]
+    assert all(0 <= r["eval/modes"] <= 8 for r in evals)
