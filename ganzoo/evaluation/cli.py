@@ -11,6 +11,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..cli import _positive_int  # the CLI's own argument check (imported after ganzoo.cli loads)
+
 EPILOG = """examples:
   ganzoo eval runs/wgan-gp-grid                 # 2500 samples: modes, high-quality %, reverse KL
   ganzoo eval runs/dcgan-mnist --n 10000        # classifier features: FD, KID, precision/recall, classes
@@ -43,16 +45,6 @@ IMAGE_ROWS = [
     ("label_accuracy", "label accuracy", "{:.3f}"),
     ("class_histogram", "class histogram", "list"),
 ]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def add_command(subparsers, parser_class) -> None:
