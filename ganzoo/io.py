@@ -6,6 +6,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+import numpy as np
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Write through ``write(handle)`` to a temporary file beside ``path``, fsync, then rename.
@@ -38,3 +40,24 @@ def check_writable_dir(path: Path) -> None:
         raise NotADirectoryError(f"{probe} is not a directory")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise PermissionError(f"{probe} is not writable")
+
+
+def load_npz(path: Path, *keys: str) -> tuple[np.ndarray, ...] | None:
+    """The arrays ``keys`` of a cache file, or None when it is missing or damaged."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as cached:
+            return tuple(cached[key] for key in keys)
+    except (OSError, ValueError, KeyError):
+        return None  # a damaged cache is rebuilt by the caller
+
+
+def save_npz(path: Path, **arrays: np.ndarray) -> bool:
+    """Write a cache file atomically; False (and nothing written) when the folder is unwritable."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda handle: np.savez(handle, **arrays))
+    except OSError:
+        return False
+    return True

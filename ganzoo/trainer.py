@@ -39,7 +39,7 @@ from .data.base import Dataset, DataSpec
 from .distributed import (SINGLE, DistContext, all_reduce_max, all_reduce_mean, barrier, broadcast_object,
                           check_consistent, init_from_env, shutdown, sync_batchnorm, wrap)
 from .errors import GanzooError
-from .io import check_writable_dir
+from .io import atomic_write, check_writable_dir
 from .plotting import save_image_grid, save_scatter_plot
 from .progress import Progress
 from .registry import VARIANTS, create_dataset, create_variant, split_dataset_name
@@ -121,9 +121,8 @@ class _StopSignals:
     a second SIGINT raises KeyboardInterrupt at once (writes are atomic, so
     nothing is corrupted either way)."""
 
-    def __init__(self, announce: bool):
+    def __init__(self):
         self.signum: int | None = None
-        self.announce = announce
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum, frame) -> None:
@@ -179,13 +178,20 @@ class Trainer:
             if spec.is_image:
                 n = classes * max(1, n // classes)  # one column per class
             labels = torch.arange(n, device=self.device) % classes
-        # A forked RNG: the grid noise depends on the seed alone and leaves the
-        # training stream untouched (so a resumed run draws the same grids).
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices, device_type=self.device.type):
-            torch.manual_seed(self.options.seed)
+        # The grid noise depends on the seed alone and leaves the training
+        # stream untouched (so a resumed run draws the same grids).
+        with self._seeded_rng(self.options.seed):
             z = self.variant.latent(n, self.device)
         return z, labels, nrow
+
+    @contextlib.contextmanager
+    def _seeded_rng(self, seed: int):
+        """Torch's default RNG (CPU and this CUDA device) seeded with ``seed`` inside,
+        restored to its previous state afterwards."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, device_type=self.device.type):
+            torch.manual_seed(seed)
+            yield
 
     def _trainable(self, state: TrainState, phase: Phase) -> list[torch.optim.Optimizer]:
         """Make only the phase's parameters require grad; return its optimisers."""
@@ -241,10 +247,8 @@ class Trainer:
         disturbing the training RNG or the nets' train/eval mode."""
         from .evaluation import evaluate_during_training
 
-        devices = [self.device] if self.device.type == "cuda" else []
         was_training = state.nets.training
-        with torch.random.fork_rng(devices=devices, device_type=self.device.type):
-            torch.manual_seed(self.options.seed + 1)
+        with self._seeded_rng(self.options.seed + 1):
             state.nets.eval()
             try:
                 results = evaluate_during_training(self.run_dir, state.nets, self.variant, self.dataset,
@@ -298,9 +302,7 @@ class Trainer:
         """RNG and DDP context for one micro-batch: its own seed; DDP syncs on the last only."""
         stack = contextlib.ExitStack()
         if base_seed is not None:
-            devices = [self.device] if self.device.type == "cuda" else []
-            stack.enter_context(torch.random.fork_rng(devices=devices, device_type=self.device.type))
-            torch.manual_seed((base_seed + 1_000_003 * shard) % 2**63)
+            stack.enter_context(self._seeded_rng((base_seed + 1_000_003 * shard) % 2**63))
         if not sync:
             for net in nets.values():
                 if isinstance(net, nn.parallel.DistributedDataParallel):
@@ -432,7 +434,7 @@ class Trainer:
                 log_file.write(json.dumps(record) + "\n")
                 log_file.flush()
 
-        with _StopSignals(opts.progress) as stop, contextlib.closing(log_file or io.StringIO()):
+        with _StopSignals() as stop, contextlib.closing(log_file or io.StringIO()):
             if resume is not None:
                 log({"event": "resume", "step": state.step, **(resume_note or {})})
             while state.step < total:
@@ -498,8 +500,6 @@ def prepare_run_dir(run_dir: Path) -> None:
 
 
 def _write_config(run_dir: Path, config: dict[str, Any]) -> None:
-    from .io import atomic_write
-
     atomic_write(run_dir / "config.json", lambda h: h.write((json.dumps(config, indent=2) + "\n").encode()))
 
 

@@ -42,12 +42,20 @@ def test_real_idx_datasets_load(name):
     assert len(test) == 10_000
 
 
-def test_read_only_source_folder_is_left_untouched():
-    folder = shared("mnist")
-    before = sorted(p.name for p in folder.iterdir())
-    ganzoo.create_dataset("mnist", data_dir=folder).prepare("cpu")
-    if not (folder.stat().st_mode & 0o222):
+def test_read_only_source_folder_is_left_untouched(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANZOO_CACHE", str(tmp_path / "user-cache"))
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for path in shared("mnist").iterdir():
+        (folder / path.name).symlink_to(path)
+    folder.chmod(0o555)  # read-only by its mode, which ganzoo respects even as root
+    try:
+        before = sorted(p.name for p in folder.iterdir())
+        ganzoo.create_dataset("mnist", data_dir=folder).prepare("cpu")
         assert sorted(p.name for p in folder.iterdir()) == before
+        assert list((tmp_path / "user-cache" / "decoded").glob("mnist-train-*.npz"))
+    finally:
+        folder.chmod(0o755)
 
 
 def test_image_size_and_channels_are_applied():

@@ -6,11 +6,10 @@ then cached as ``.npz`` under :func:`~ganzoo.data.base.cache_dir`.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from ..hookspecs import hookimpl
-from ..io import atomic_write
+from ..io import load_npz, save_npz
 from .base import DataSpec, InMemoryDataset, cache_dir
 from .render_digits import DIGITS_VERSION, render_digits
 
@@ -27,25 +26,13 @@ class Digits(InMemoryDataset):
 
     def load(self):
         path = self.cache_path()
-        images = labels = None
-        if path.exists():
-            try:
-                with np.load(path) as cached:
-                    images, labels = cached["images"], cached["labels"]
-            except (OSError, ValueError, KeyError):
-                images = None  # a damaged cache is simply rendered again
-        if images is None or images.shape != (self.count, 28, 28):
+        cached = load_npz(path, "images", "labels")
+        if cached is not None and cached[0].shape == (self.count, 28, 28):
+            images, labels = cached
+        else:
             images, labels = render_digits(self.count, self.data_seed, 28)
-            _save_npz_atomically(path, images=images, labels=labels)
+            save_npz(path, images=images, labels=labels)  # unwritable: re-rendered next time
         return torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels).long()
-
-
-def _save_npz_atomically(path, **arrays) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda handle: np.savez(handle, **arrays))
-    except OSError:
-        pass  # an unwritable cache only costs a re-render next time
 
 
 @hookimpl

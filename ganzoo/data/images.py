@@ -18,11 +18,10 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 
 from ..errors import GanzooError
-from ..io import atomic_write
+from ..io import load_npz, save_npz
 from .base import DataSpec, InMemoryDataset, cache_dir
 
 DATA_ENV = "GANZOO_DATA"
@@ -149,20 +148,12 @@ class ImageFileDataset(InMemoryDataset):
         files = self.source_files()
         candidates = self._cache_paths(files)
         for path in candidates:
-            if path.exists():
-                try:
-                    with np.load(path) as cached:
-                        return torch.from_numpy(cached["images"]), torch.from_numpy(cached["labels"])
-                except (OSError, ValueError, KeyError):
-                    pass  # a damaged cache is decoded again
+            cached = load_npz(path, "images", "labels")
+            if cached is not None:
+                return torch.from_numpy(cached[0]), torch.from_numpy(cached[1])
         images, labels = self.read_source(files)
         images = preprocess(images, self.channels, self.image_size)
-        arrays = {"images": images.numpy(), "labels": labels.numpy()}
         for path in candidates:  # beside the source if writable, else the user cache
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(path, lambda handle: np.savez(handle, **arrays))
+            if save_npz(path, images=images.numpy(), labels=labels.numpy()):
                 break
-            except OSError:
-                continue
         return images, labels
