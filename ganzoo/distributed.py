@@ -64,6 +64,10 @@ def init_from_env(device: torch.device) -> tuple[DistContext, torch.device]:
     ctx = DistContext(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
                       int(os.environ.get("LOCAL_RANK", 0)))
     if device.type == "cuda":
+        if ctx.local_rank >= torch.cuda.device_count():
+            raise GanzooError(f"rank with LOCAL_RANK {ctx.local_rank} has no GPU: this machine has "
+                              f"{torch.cuda.device_count()} CUDA device(s); start at most that many processes "
+                              "per node (--nproc-per-node), or train on the CPU with --device cpu (gloo)")
         device = torch.device("cuda", ctx.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():

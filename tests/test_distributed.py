@@ -18,7 +18,8 @@ from .test_registry import _fake_distribution
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is unavailable")
 
-SMALL = ["--batch-size", "16", "--quiet", "--sample-every", "0", "--set", "g_width=8", "d_width=8", "nz=16"]
+# --device cpu: these are gloo runs of 2 processes, also on a machine with one GPU.
+SMALL = ["--device", "cpu", "--batch-size", "16", "--quiet", "--sample-every", "0", "--set", "g_width=8", "d_width=8", "nz=16"]
 
 
 def torchrun(*args: str, nproc: int = 2, env: dict | None = None, timeout: float = 240):
@@ -55,7 +56,7 @@ def test_resume_a_two_rank_run(tmp_path):
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     assert torchrun("train", "dcgan", "--steps", "4", "--out", str(straight), *SMALL).returncode == 0
     assert torchrun("train", "dcgan", "--steps", "2", "--out", str(stopped), *SMALL).returncode == 0
-    result = torchrun("train", "--resume", str(stopped), "--steps", "4", "--quiet")
+    result = torchrun("train", "--resume", str(stopped), "--steps", "4", "--device", "cpu", "--quiet")
     assert result.returncode == 0, result.stderr[-3000:]
     a, b = parameters(straight), parameters(stopped)
     for name in a:
@@ -99,3 +100,15 @@ def test_batch_must_split_across_ranks(tmp_path):
     assert result.returncode != 0
     assert "does not split into 2 rank(s)" in result.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_more_ranks_than_gpus_is_a_clear_error(monkeypatch):
+    from ganzoo.distributed import init_from_env
+    from ganzoo.errors import GanzooError
+
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(GanzooError, match="LOCAL_RANK 1 has no GPU.*1 CUDA device.*--device cpu"):
+        init_from_env(torch.device("cuda"))

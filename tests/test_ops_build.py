@@ -92,7 +92,8 @@ def test_build_is_cached_by_content_and_reused_by_other_processes(tmp_path, monk
     if ext.origin == "prebuilt":
         pytest.skip("an ahead-of-time build is installed")
     folder = ext.location
-    assert folder.name.startswith("ganzoo_ops_cpu_") and (folder / "complete").is_file()
+    # ganzoo_ops_cpu_* with a CPU torch, ganzoo_ops_cuda_* where torch and a toolkit have CUDA.
+    assert folder.name.startswith(("ganzoo_ops_cpu_", "ganzoo_ops_cuda_")) and (folder / "complete").is_file()
     result = _run("from ganzoo.ops import _build\n"
                   "e = _build.extension(build=False)\n"
                   "print(e.origin, e.location)\n")
