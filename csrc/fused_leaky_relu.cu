@@ -8,20 +8,38 @@ namespace ganzoo {
 namespace cuda {
 namespace {
 
-// I: the index type. 32-bit when n < 2^31, which keeps the channel index
-// (i / inner) % channels cheap; 64-bit otherwise.
+// I: the index type. 32-bit when n < 2^31, which makes the channel index
+// cheap (ChannelOf's fast divisions); 64-bit otherwise. Each thread keeps
+// kUnroll loads in flight (see kUnroll).
+template <typename T, typename I, bool kBias, bool kSelfMask>
+__device__ __forceinline__ T act_one(const T* __restrict__ v, const T* __restrict__ bias,
+                                     const T* __restrict__ s, I i, T x, const ChannelOf<I>& channel_of,
+                                     acc_t<T> slope, acc_t<T> gain, acc_t<T> sign) {
+  using A = acc_t<T>;
+  A u = to_acc(x);
+  if (kBias) u += to_acc(bias[channel_of(i)]);
+  const bool m = kSelfMask ? (u > A(0)) : (sign * to_acc(s[i]) > A(0));
+  return from_acc<T>(u * (m ? A(1) : slope) * gain);
+}
+
 template <typename T, typename I, bool kBias, bool kSelfMask>
 __global__ void act_kernel(const T* __restrict__ v, const T* __restrict__ bias,
-                           const T* __restrict__ s, T* __restrict__ out, I n, I inner, I channels,
+                           const T* __restrict__ s, T* __restrict__ out, I n, ChannelOf<I> channel_of,
                            acc_t<T> slope, acc_t<T> gain, acc_t<T> sign) {
-  using A = acc_t<T>;
   const I stride = static_cast<I>(gridDim.x) * blockDim.x;
-  for (I i = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    A u = to_acc(v[i]);
-    if (kBias) u += to_acc(bias[(i / inner) % channels]);
-    const bool m = kSelfMask ? (u > A(0)) : (sign * to_acc(s[i]) > A(0));
-    out[i] = from_acc<T>(u * (m ? A(1) : slope) * gain);
+  I i = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x;
+  // n < 2^31 and stride <= 2^24 on the 32-bit path, so i + kUnroll * stride cannot wrap.
+  for (; i + (kUnroll - 1) * stride < n; i += kUnroll * stride) {
+    T x[kUnroll];
+#pragma unroll
+    for (int k = 0; k < kUnroll; ++k) x[k] = v[i + k * stride];
+#pragma unroll
+    for (int k = 0; k < kUnroll; ++k)
+      out[i + k * stride] = act_one<T, I, kBias, kSelfMask>(v, bias, s, i + k * stride, x[k], channel_of,
+                                                            slope, gain, sign);
   }
+  for (; i < n; i += stride)
+    out[i] = act_one<T, I, kBias, kSelfMask>(v, bias, s, i, v[i], channel_of, slope, gain, sign);
 }
 
 template <typename T>
@@ -69,24 +87,53 @@ __global__ void grad_reduce_runs_kernel(const T* __restrict__ u, const T* __rest
 }
 
 // Backward + bias gradient when runs are short (channels_last, (B, F)): the
-// memory is a matrix [outer][period] with period = channels * inner; a
-// thread owns one column over a slice of the rows, then adds its sum once.
+// memory is a matrix [outer][period] with period = channels * inner. A block
+// covers `cols` = min(period, blockDim) columns and blockDim / cols rows per
+// trip (with a short period, e.g. 64 channels, one row would leave three
+// quarters of the threads idle); each thread sums one column over a slice of
+// the rows, the block adds its rows' sums in shared memory, then one atomic
+// per column and block.
 template <typename T>
 __global__ void grad_reduce_columns_kernel(const T* __restrict__ u, const T* __restrict__ s,
                                            T* __restrict__ out, acc_t<T>* __restrict__ bias_grad,
-                                           int64_t outer, int64_t period, int64_t inner,
+                                           int64_t outer, int64_t period, int64_t inner, int cols,
                                            acc_t<T> slope, acc_t<T> gain, acc_t<T> sign) {
   using A = acc_t<T>;
-  const int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (col >= period) return;
+  __shared__ A partial[kThreads];
+  const int rows_per_trip = blockDim.x / cols;
+  const int lane_col = threadIdx.x % cols, lane_row = threadIdx.x / cols;
+  const int64_t col = static_cast<int64_t>(blockIdx.x) * cols + lane_col;
   A sum = A(0);
-  for (int64_t row = blockIdx.y; row < outer; row += gridDim.y) {
-    const int64_t i = row * period + col;
-    const T r = masked_grad(u[i], s[i], gain, slope, sign);
-    out[i] = r;
-    sum += to_acc(r);
+  if (lane_row < rows_per_trip && col < period) {
+    const int64_t step = static_cast<int64_t>(gridDim.y) * rows_per_trip;
+    int64_t row = static_cast<int64_t>(blockIdx.y) * rows_per_trip + lane_row;
+    for (; row + (kUnroll - 1) * step < outer; row += kUnroll * step) {  // kUnroll loads in flight
+      T uu[kUnroll], ss[kUnroll];
+#pragma unroll
+      for (int k = 0; k < kUnroll; ++k) {
+        uu[k] = u[(row + k * step) * period + col];
+        ss[k] = s[(row + k * step) * period + col];
+      }
+#pragma unroll
+      for (int k = 0; k < kUnroll; ++k) {
+        const T r = masked_grad(uu[k], ss[k], gain, slope, sign);
+        out[(row + k * step) * period + col] = r;
+        sum += to_acc(r);
+      }
+    }
+    for (; row < outer; row += step) {
+      const int64_t i = row * period + col;
+      const T r = masked_grad(u[i], s[i], gain, slope, sign);
+      out[i] = r;
+      sum += to_acc(r);
+    }
   }
-  atomicAdd(bias_grad + col / inner, sum);
+  partial[threadIdx.x] = sum;
+  __syncthreads();
+  if (lane_row == 0 && col < period) {
+    for (int r = 1; r < rows_per_trip; ++r) sum += partial[r * cols + lane_col];
+    atomicAdd(bias_grad + col / inner, sum);
+  }
 }
 
 template <typename T, typename I>
@@ -94,12 +141,13 @@ void launch_act(const T* v, const T* bias, const T* s, T* out, const ActParams& 
                 cudaStream_t stream) {
   using A = acc_t<T>;
   const unsigned blocks = grid_for(p.n);
-  const I n = static_cast<I>(p.n), inner = static_cast<I>(p.inner), ch = static_cast<I>(p.channels);
+  const I n = static_cast<I>(p.n);
+  const ChannelOf<I> ch(static_cast<I>(p.inner), static_cast<I>(p.channels));
   const A slope = static_cast<A>(p.slope), gain = static_cast<A>(p.gain), sign = static_cast<A>(p.mask_sign);
-  if (bias && s) act_kernel<T, I, true, false><<<blocks, kThreads, 0, stream>>>(v, bias, s, out, n, inner, ch, slope, gain, sign);
-  else if (bias) act_kernel<T, I, true, true><<<blocks, kThreads, 0, stream>>>(v, bias, s, out, n, inner, ch, slope, gain, sign);
-  else if (s) act_kernel<T, I, false, false><<<blocks, kThreads, 0, stream>>>(v, bias, s, out, n, inner, ch, slope, gain, sign);
-  else act_kernel<T, I, false, true><<<blocks, kThreads, 0, stream>>>(v, bias, s, out, n, inner, ch, slope, gain, sign);
+  if (bias && s) act_kernel<T, I, true, false><<<blocks, kThreads, 0, stream>>>(v, bias, s, out, n, ch, slope, gain, sign);
+  else if (bias) act_kernel<T, I, true, true><<<blocks, kThreads, 0, stream>>>(v, bias, s, out, n, ch, slope, gain, sign);
+  else if (s) act_kernel<T, I, false, false><<<blocks, kThreads, 0, stream>>>(v, bias, s, out, n, ch, slope, gain, sign);
+  else act_kernel<T, I, false, true><<<blocks, kThreads, 0, stream>>>(v, bias, s, out, n, ch, slope, gain, sign);
 }
 
 }  // namespace
@@ -148,17 +196,19 @@ const char* grad_cuda(DType dtype, const void* u, const void* mask_src, void* ou
     } else {
       const int64_t period = p.channels * p.inner;
       const int64_t outer = p.n / period;
-      const unsigned col_blocks = static_cast<unsigned>((period + cuda::kThreads - 1) / cuda::kThreads);
-      // Enough row slices to give every SM work, each slice long enough that
-      // the final atomics are a small fraction of the traffic.
-      int64_t slices = (outer + 63) / 64;
+      const int cols = static_cast<int>(period < cuda::kThreads ? period : cuda::kThreads);
+      const int64_t rows_per_trip = cuda::kThreads / cols;
+      const unsigned col_blocks = static_cast<unsigned>((period + cols - 1) / cols);
+      // Enough row slices to give every SM work, each thread summing at least
+      // 64 rows so the final atomics are a small fraction of the traffic.
+      int64_t slices = (outer + 64 * rows_per_trip - 1) / (64 * rows_per_trip);
       const int64_t want = (2048 + col_blocks - 1) / col_blocks;
       if (slices > want) slices = want;
       if (slices < 1) slices = 1;
       if (slices > 65535) slices = 65535;
       dim3 grid(col_blocks, static_cast<unsigned>(slices));
       cuda::grad_reduce_columns_kernel<T><<<grid, cuda::kThreads, 0, st>>>(
-          uu, ss, oo, db, outer, period, p.inner, slope, gain, sign);
+          uu, ss, oo, db, outer, period, p.inner, cols, slope, gain, sign);
     }
     return cuda::launch_error();
   });

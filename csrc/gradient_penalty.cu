@@ -1,5 +1,5 @@
 // CUDA kernels of the gradient penalty: the interpolation x_hat in one pass,
-// the per-sample squared norms (block sums + one atomic per block), the norms
+// the per-sample squared norms (warp sums + one atomic per warp), the norms
 // and the penalty (one small block), and the penalty's backward in one pass.
 // Grids are (chunks of a sample, samples), so no per-element division.
 #include "cuda_common.cuh"
@@ -59,8 +59,16 @@ __global__ void sumsq_kernel(const T* __restrict__ g, acc_t<T>* __restrict__ sum
   for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
     const T* row = g + b * per;
     A sum = A(0);
-    for (int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < per;
-         j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+    int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    for (; j + (kUnroll - 1) * stride < per; j += kUnroll * stride) {  // kUnroll loads in flight
+      A x[kUnroll];
+#pragma unroll
+      for (int k = 0; k < kUnroll; ++k) x[k] = to_acc(row[j + k * stride]);
+#pragma unroll
+      for (int k = 0; k < kUnroll; ++k) sum += x[k] * x[k];
+    }
+    for (; j < per; j += stride) {
       const A x = to_acc(row[j]);
       sum += x * x;
     }
@@ -98,9 +106,16 @@ __global__ void penalty_backward_kernel(const T* __restrict__ dP, const T* __res
     const A coef = n == A(0) ? A(0) : scale * (n - center) / n;  // subgradient 0 at n = 0
     const T* row = g + b * per;
     T* o = dg + b * per;
-    for (int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < per;
-         j += static_cast<int64_t>(gridDim.x) * blockDim.x)
-      o[j] = from_acc<T>(coef * to_acc(row[j]));
+    const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+    int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    for (; j + (kUnroll - 1) * stride < per; j += kUnroll * stride) {  // kUnroll loads in flight
+      T x[kUnroll];
+#pragma unroll
+      for (int k = 0; k < kUnroll; ++k) x[k] = row[j + k * stride];
+#pragma unroll
+      for (int k = 0; k < kUnroll; ++k) o[j + k * stride] = from_acc<T>(coef * to_acc(x[k]));
+    }
+    for (; j < per; j += stride) o[j] = from_acc<T>(coef * to_acc(row[j]));
   }
 }
 
