@@ -36,8 +36,8 @@ from . import __version__
 from .checkpoint import (CHECKPOINT_DIR, checkpoint_name, list_checkpoints, load_checkpoint, rng_state,
                          save_checkpoint, set_rng_state)
 from .data.base import Dataset, DataSpec
-from .distributed import (SINGLE, DistContext, all_reduce_max, all_reduce_mean, barrier, broadcast_object,
-                          check_consistent, init_from_env, shutdown, sync_batchnorm, wrap)
+from .distributed import (SINGLE, DistContext, all_reduce_max, all_reduce_mean, barrier, broadcast_buffers,
+                          broadcast_object, check_consistent, init_from_env, shutdown, sync_batchnorm, wrap)
 from .errors import GanzooError
 from .io import atomic_write, check_writable_dir
 from .plotting import save_image_grid, save_scatter_plot
@@ -46,15 +46,20 @@ from .registry import VARIANTS, create_dataset, create_variant, split_dataset_na
 from .variant import Phase, TrainState, Variant, coerce_hparam
 
 
+def cuda_available() -> bool:
+    """Whether a CUDA device can be used (one place, so tests can pretend)."""
+    return torch.cuda.is_available()
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """"auto" picks CUDA when present; asking for CUDA without it is a user error."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if cuda_available() else "cpu")
     try:
         resolved = torch.device(device)
     except RuntimeError:
         raise GanzooError(f"unknown device {device!r}; use auto, cpu or cuda") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
+    if resolved.type == "cuda" and not cuda_available():
         raise GanzooError("--device cuda was asked for but CUDA is not available; use --device cpu")
     if resolved.type not in ("cpu", "cuda"):
         raise GanzooError(f"unsupported device {device!r}; use auto, cpu or cuda")
@@ -157,6 +162,7 @@ class Trainer:
                  options: TrainOptions | None = None, config: dict[str, Any] | None = None,
                  dist: DistContext = SINGLE, device: torch.device | None = None):
         self.variant, self.dataset = variant, dataset
+        self.data_stream_exact = True  # False after a resume that had to reseed the batch stream
         self.run_dir = Path(run_dir)
         self.options = options or TrainOptions()
         self.config = config or {}
@@ -333,7 +339,8 @@ class Trainer:
         state.extra = dict(payload.get("extra", {}))
         self.skipped_steps = int(payload.get("skipped_steps", 0))
         set_rng_state(payload["rng"])
-        self.dataset.load_state_dict(payload["data"])
+        # Plugin datasets may return None: only an explicit False means "not exact".
+        self.data_stream_exact = self.dataset.load_state_dict(payload["data"]) is not False
 
     def train_step(self, state: TrainState) -> dict[str, list[torch.Tensor]]:
         """One generator step: every phase, with its repeats; returns the stats per name.
@@ -354,6 +361,9 @@ class Trainer:
                 # Every rank draws the same global batch and keeps its shards.
                 batch = self.dataset.sample(self.variant.batch_size)
                 base_seed = int(torch.randint(0, 2**62, (1,)).item()) if shards > 1 else None
+                for net in nets.values():
+                    if isinstance(net, nn.parallel.DistributedDataParallel):
+                        broadcast_buffers(net.module, self.dist)
                 for opt in optimizers:
                     opt.zero_grad(set_to_none=True)
                 bad_loss = None
@@ -436,7 +446,13 @@ class Trainer:
 
         with _StopSignals() as stop, contextlib.closing(log_file or io.StringIO()):
             if resume is not None:
-                log({"event": "resume", "step": state.step, **(resume_note or {})})
+                exact = self.data_stream_exact
+                log({"event": "resume", "step": state.step, **(resume_note or {}),
+                     **({} if exact else {"data_stream": "reseeded"})})
+                if not exact and main:
+                    print(f"ganzoo: note: the checkpoint's batch order was saved on another kind of device than "
+                          f"{self.device.type}; batches continue from a reseeded stream (resume on the run's "
+                          "own device to continue it exactly)", file=sys.stderr)
             while state.step < total:
                 for name, values in self.train_step(state).items():
                     pending.setdefault(name, []).extend(values)
@@ -643,6 +659,12 @@ def resume(path: str | Path, *, variant: str | None = None, dataset: str | None 
     if int(payload["step"]) >= model.steps:
         raise GanzooError(f"{run_dir} already finished {payload['step']} of {model.steps} steps; "
                           f"raise --steps to train further")
+    if options.device == "auto":
+        # Continue on the kind of device the run trained on, so the batch stream and
+        # the RNG continue exactly; a CUDA run continues on the CPU only where no GPU is.
+        trained_on = torch.device(saved.get("device", "cpu")).type
+        if trained_on == "cpu" or (trained_on == "cuda" and cuda_available()):
+            options.device = trained_on
     dist, device = init_from_env(resolve_device(options.device))
     _check_batch(model, data, options, dist)
     _prepare_data(data, device, dist)

@@ -47,6 +47,39 @@ def test_resume_is_bit_identical(tmp_path, variant, dataset, extra):
     assert {"event": "resume", "step": 3, "checkpoint": "step-0000003.pt"} in events
 
 
+def test_resume_stays_on_the_runs_device_on_a_gpu_machine(tmp_path, monkeypatch):
+    """--device auto on resume means the run's own device, so a CPU run resumed
+    on a machine with a GPU continues exactly (it used to move to CUDA and fail
+    to load the CPU batch generator's state)."""
+    import ganzoo.trainer
+
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    assert _train(straight, "vanilla", "8gaussians", 4, "--set", "toy_hidden=32") == 0
+    assert _train(stopped, "vanilla", "8gaussians", 2, "--set", "toy_hidden=32") == 0
+    monkeypatch.setattr(ganzoo.trainer, "cuda_available", lambda: True)  # a GPU "is present"
+    assert main(["train", "--resume", str(stopped), "--steps", "4", "--quiet", "--sample-every", "0"]) == 0
+    assert json.loads((stopped / "config.json").read_text())["device"] == "cpu"
+    a, b = load_checkpoint(straight), load_checkpoint(stopped)
+    for name, tensor in a["nets"].items():
+        assert torch.equal(tensor, b["nets"][name]), name
+
+
+def test_batch_stream_saved_on_another_device_type_is_reseeded_reproducibly():
+    data = ganzoo.create_dataset("8gaussians", seed=3).prepare("cpu")
+    data.sample(4)
+    state = data.state_dict()
+    assert state["device"] == "cpu"
+    foreign = dict(state, device="cuda")  # as a CUDA run would have saved it
+    first = ganzoo.create_dataset("8gaussians", seed=3).prepare("cpu")
+    assert first.load_state_dict(foreign) is False
+    second = ganzoo.create_dataset("8gaussians", seed=3).prepare("cpu")
+    assert second.load_state_dict(foreign) is False
+    assert torch.equal(first.sample(8).real, second.sample(8).real)  # reproducible
+    exact = ganzoo.create_dataset("8gaussians", seed=3).prepare("cpu")
+    assert exact.load_state_dict(state) is True
+    assert torch.equal(exact.sample(8).real, data.sample(8).real)  # the same stream, continued
+
+
 def test_checkpoint_holds_everything_needed(tmp_path):
     run = tmp_path / "run"
     assert _train(run, "wgan-gp", "digits", 2, *TINY) == 0

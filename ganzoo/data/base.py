@@ -12,6 +12,7 @@ Two kinds cover every built-in set:
 from __future__ import annotations
 
 import abc
+import hashlib
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -114,11 +115,25 @@ class Dataset(abc.ABC):
 
     def state_dict(self) -> dict[str, Any]:
         """Where the batch stream stands (saved in checkpoints for exact resume)."""
-        return {"generator": self.generator.get_state()} if self.generator is not None else {}
+        if self.generator is None:
+            return {}
+        return {"generator": self.generator.get_state(), "device": self.device.type}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if "generator" in state and self.generator is not None:
-            self.generator.set_state(state["generator"])
+    def load_state_dict(self, state: dict[str, Any]) -> bool:
+        """Continue the batch stream of :meth:`state_dict`; False when it cannot continue exactly.
+
+        A CPU generator's state does not fit a CUDA generator (and back): a run
+        resumed on another kind of device draws its batches from a generator
+        reseeded from the saved state, so the resume is still reproducible.
+        """
+        if "generator" not in state or self.generator is None:
+            return True
+        if state.get("device", "cpu") != self.device.type:
+            digest = hashlib.sha256(state["generator"].cpu().numpy().tobytes()).digest()
+            self.generator.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+            return False
+        self.generator.set_state(state["generator"])
+        return True
 
     @abc.abstractmethod
     def sample(self, batch_size: int) -> Batch:
@@ -190,11 +205,12 @@ class InMemoryDataset(Dataset):
             state.update(order=self._order.cpu(), position=self._position)
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
+    def load_state_dict(self, state: dict[str, Any]) -> bool:
+        exact = super().load_state_dict(state)
         if "order" in state:
             self._order = state["order"].to(self.device)
             self._position = int(state["position"])
+        return exact
 
     def _scale(self, data: torch.Tensor) -> torch.Tensor:
         if data.dtype == torch.uint8:  # images: 0..255 -> [-1, 1]
