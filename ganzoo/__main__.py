@@ -1,6 +1,4 @@
 """``python -m ganzoo`` (and ``torchrun -m ganzoo``) runs the CLI."""
-import sys
+from .cli import run
 
-from .cli import main
-
-sys.exit(main())
+run()

@@ -21,6 +21,7 @@ Only rank 0 writes samples, logs and checkpoints; every rank resumes from them
 from __future__ import annotations
 
 import datetime
+import inspect
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -83,7 +84,9 @@ def shutdown() -> None:
 
     With torch 2.13 and gloo, destroy_process_group() aborted a rank at exit
     ("terminate called without an active exception") in about one run in
-    five on 2 CPU processes; 13 of 13 runs without it ended cleanly.
+    five on 2 CPU processes. Without it the abort still came at interpreter
+    exit, more rarely, so the CLI leaves a torchrun process with os._exit
+    (ganzoo.cli.run).
     """
     import torch.distributed as dist
 
@@ -111,7 +114,39 @@ def wrap(module: nn.Module, device: torch.device) -> nn.Module:
         # Phases call only the networks they train through DDP, so every wrapped
         # parameter gets a gradient in every backward: no unused-parameter scan.
         find_unused_parameters=False,
+        # No buffer broadcast at every forward: the trainer calls broadcast_buffers
+        # once per optimiser step instead (see there).
+        **_NO_FORWARD_BUFFER_SYNC,
     )
+
+
+# torch 2.13 deprecates broadcast_buffers=False for forward_sync_buffers=False
+# (which still syncs at construction, as DDP's parameters are); older torch
+# (2.11 on the GPU machines) only knows the first.
+_NO_FORWARD_BUFFER_SYNC = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(nn.parallel.DistributedDataParallel.__init__).parameters
+    else {"broadcast_buffers": False}
+)
+
+
+def broadcast_buffers(module: nn.Module, ctx: DistContext) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank, in place.
+
+    The trainer calls this before a phase's forward passes, instead of letting
+    DDP broadcast at every forward: a phase that runs a wrapped net twice
+    before one backward (the critic on real, then on generated data) would
+    have DDP overwrite, on ranks > 0, running statistics that the first
+    forward saved for backward, which torch 2.11 rejects ("modified by an
+    inplace operation"; seen with gloo on an H200 machine).
+    """
+    if not ctx.enabled:
+        return
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
 
 
 def all_reduce_mean(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
