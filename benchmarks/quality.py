@@ -122,6 +122,17 @@ def _announce(record: dict[str, Any]) -> None:
           flush=True)
 
 
+def _same_hparams(run_dir: Path, variant: str, dataset: str, steps: int) -> bool:
+    """Whether the finished run used today's defaults (a changed default must retrain it)."""
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())["hparams"]
+    except (OSError, ValueError, KeyError):
+        return False
+    spec = ganzoo.get_dataset(dataset).spec
+    wanted = ganzoo.get_variant(variant).resolve_hparams(spec, {"steps": steps})
+    return json.loads(json.dumps(wanted)) == saved
+
+
 def run_one(variant: str, dataset: str, seed: int, steps: int, runs_dir: Path, data_dir: Path | None,
             n: int, floor: bool, fresh: bool, recipe: ClassifierRecipe | None = None) -> dict[str, Any]:
     """Train (unless already done) and evaluate one run; returns its record."""
@@ -129,7 +140,8 @@ def run_one(variant: str, dataset: str, seed: int, steps: int, runs_dir: Path, d
     done = run_dir / "eval.json"
     if done.exists() and not fresh:
         record = json.loads(done.read_text())
-        if record.get("step") == steps and record.get("n") == n and ("floor" in record or not floor):
+        if (record.get("step") == steps and record.get("n") == n and ("floor" in record or not floor)
+                and _same_hparams(run_dir, variant, dataset, steps)):
             return record | {"reused": True}
     if run_dir.exists():
         shutil.rmtree(run_dir)
