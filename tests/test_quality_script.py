@@ -1,0 +1,42 @@
+"""benchmarks/quality.py (the results table) on a tiny plan: it trains, evaluates, writes and reuses."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "quality.py"
+
+
+@pytest.fixture(scope="module")
+def quality():
+    spec = importlib.util.spec_from_file_location("ganzoo_quality_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_table_on_the_ring_writes_the_report_and_reuses_finished_runs(tmp_path, quality, capsys):
+    args = ["--quick", "--datasets", "ring", "--variants", "vanilla", "wgan-gp", "--jobs", "1",
+            "--out", str(tmp_path / "docs"), "--runs-dir", str(tmp_path / "runs")]
+    assert quality.main(args) == 0
+    report = (tmp_path / "docs" / "results.md").read_text()
+    assert "| `vanilla` | ganzoo | 1 |" in report and "| `wgan-gp` | ganzoo | 1 |" in report
+    assert "PacGAN4" in report and "wgan-gp` on ring: 8 of 8 modes" in report
+    assert (tmp_path / "docs" / "results" / "wgan-gp-ring.png").stat().st_size > 0
+    runs = json.loads((tmp_path / "docs" / "results" / "results.json").read_text())["runs"]
+    assert {r["variant"] for r in runs} == {"vanilla", "wgan-gp"} and all(r["step"] == 30 for r in runs)
+    capsys.readouterr()
+
+    assert quality.main(args) == 0  # the second time every run is reused, not retrained
+    reused = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(reused) == 2 and all(r["reused"] for r in reused)
+
+
+def test_a_changed_default_retrains_the_run(tmp_path, quality):
+    run = tmp_path / "vanilla-ring-s0"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"hparams": {"steps": 30, "lr_g": 1.0}}))
+    assert not quality._same_hparams(run, "vanilla", "ring", 30)
