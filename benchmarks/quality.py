@@ -17,7 +17,7 @@ images, in the feature space of the cached classifier), and writes
 * ``OUT/results/results.json``: every run's evaluation, for other tools.
 
 Runs live in ``--runs-dir`` (default ``runs/quality``; ``runs/quality-quick``
-with ``--quick``); a run whose ``eval.json`` exists is reused, so an
+with ``--quick``); a run whose ``quality.json`` exists is reused, so an
 interrupted rebuild continues where it stopped (``--fresh`` starts over).
 
 Budgets are chosen so the full rebuild fits in about 2 hours on 2 CPU cores;
@@ -137,7 +137,8 @@ def run_one(variant: str, dataset: str, seed: int, steps: int, runs_dir: Path, d
             n: int, floor: bool, fresh: bool, recipe: ClassifierRecipe | None = None) -> dict[str, Any]:
     """Train (unless already done) and evaluate one run; returns its record."""
     run_dir = runs_dir / f"{variant}-{dataset}-s{seed}"
-    done = run_dir / "eval.json"
+    # Not eval.json: `ganzoo eval RUN_DIR` writes that one, with its own --n.
+    done = run_dir / "quality.json"
     if done.exists() and not fresh:
         record = json.loads(done.read_text())
         if (record.get("step") == steps and record.get("n") == n and ("floor" in record or not floor)
@@ -366,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="every registered variant, third-party plugins included")
     parser.add_argument("--datasets", nargs="+", default=None, help="default: ring grid digits mnist")
     parser.add_argument("--seeds", type=int, help="override the number of seeds per dataset")
-    parser.add_argument("--fresh", action="store_true", help="retrain runs that already have an eval.json")
+    parser.add_argument("--fresh", action="store_true", help="retrain runs that already have a quality.json")
     parser.add_argument("--jobs", type=int, default=2,
                         help="runs trained at once, in separate processes (default 2: one per core)")
     parser.add_argument("--threads", type=int,

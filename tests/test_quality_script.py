@@ -28,6 +28,10 @@ def test_quick_table_on_the_ring_writes_the_report_and_reuses_finished_runs(tmp_
     assert (tmp_path / "docs" / "results" / "wgan-gp-ring.png").stat().st_size > 0
     runs = json.loads((tmp_path / "docs" / "results" / "results.json").read_text())["runs"]
     assert {r["variant"] for r in runs} == {"vanilla", "wgan-gp"} and all(r["step"] == 30 for r in runs)
+    from ganzoo.cli import main as ganzoo_main
+
+    # A user's `ganzoo eval` with another --n writes eval.json; the table's record is quality.json.
+    assert ganzoo_main(["eval", str(tmp_path / "runs" / "vanilla-ring-s0"), "--n", "500"]) == 0
     capsys.readouterr()
 
     assert quality.main(args) == 0  # the second time every run is reused, not retrained
