@@ -338,7 +338,7 @@ def write_report(out: Path, results: dict, floors: dict, classifiers: dict, vari
     if met:
         lines += ["## Targets (issue 5)", "", *met, ""]
         lines += ["Measurements beyond the table for the targets not met (wgan-gp's λ and longer GPU runs on "
-                  "the 2-D layouts, the class balance of dcgan and vanilla along their runs): "
+                  "the 2-D layouts, vanilla's class balance along its run, dcgan's batch): "
                   "[shortfalls.md](shortfalls.md).", ""]
     run_seconds = [r.get("train_seconds", 0) + r.get("eval_seconds", 0) for rs in results.values() for r in rs]
     lines += ["## Cost", "",
