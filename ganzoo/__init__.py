@@ -44,7 +44,7 @@ _EXPORTS = {
     "SampledDataset": "ganzoo.data.base",
     "DataSpec": "ganzoo.data.base",
     "Batch": "ganzoo.data.base",
-    "train": "ganzoo.trainer",
+    "train": "ganzoo.runs",
     "TrainOptions": "ganzoo.trainer",
     "sample": "ganzoo.sampling",
     "load_generator": "ganzoo.sampling",

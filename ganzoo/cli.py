@@ -24,6 +24,8 @@ EPILOG_TRAIN = """examples:
   ganzoo train wgan-gp --dataset 8gaussians --set gp_weight=0.1
   ganzoo train lsgan --set a=-1 b=1 c=0             # the LSGAN paper's alternative coding
   ganzoo train cgan --set arch=mlp betas=0.5,0.99
+  ganzoo train dcgan --set ema=0.999 lr_schedule=linear label_smoothing=0.9
+  ganzoo train wgan-gp --precision bf16 --set diffaug=color,translation,cutout
 """
 
 
@@ -118,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sync-bn", action="store_true",
                    help="under torchrun on CUDA: BatchNorm statistics over the global batch "
                         "(off by default: an all-reduce per BN layer per step)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                   help="fp32 (default), bf16 (autocast; CPU and CUDA) or fp16 (autocast + loss "
+                        "scaling; CUDA); a resume keeps the run's own unless given")
     p.add_argument("--on-nan", choices=("stop", "skip"), default="stop",
                    help="a NaN/Inf loss or gradient stops training (default) or skips that step")
     p.add_argument("--sample-every", type=_non_negative_int, default=500,
@@ -141,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--out", type=Path, help="PNG file (default: RUN_DIR/samples/sample-seedN.png)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    p.add_argument("--no-ema", action="store_true",
+                   help="sample the trained G, not its EMA copy (runs trained with --set ema=DECAY)")
     p.set_defaults(handler=cmd_sample)
 
     for module_name in COMMAND_MODULES:
@@ -160,7 +167,8 @@ def cmd_list(args) -> int:
             "name": name, "plugin": entry.plugin, "builtin": plugins.plugin_info(entry.plugin).builtin,
             "conditional": cls.conditional, "summary": cls.summary, "paper": cls.paper,
             "default_dataset": cls.default_dataset,
-            "hparams": _jsonable(cls.defaults), "vector_hparams": _jsonable(cls.vector_defaults),
+            "hparams": _jsonable(cls.default_hparams(image=True)),
+            "vector_hparams": _jsonable(cls.vector_defaults), "features": list(cls.features),
         })
     datasets = []
     for name in DATASETS.names():
@@ -195,7 +203,8 @@ def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_train(args) -> int:
-    from .trainer import TrainOptions, resume, train
+    from .runs import resume, train
+    from .trainer import TrainOptions
     from .variant import parse_hparam_text
 
     hparams: dict[str, Any] = {key: parse_hparam_text(value) for key, value in args.overrides}
@@ -209,7 +218,7 @@ def cmd_train(args) -> int:
                            ckpt_every=args.ckpt_every, log_every=args.log_every, keep=args.keep,
                            on_nan=args.on_nan, eval_every=args.eval_every, eval_n=args.eval_n,
                            accumulate=args.accumulate, sync_bn=args.sync_bn,
-                           progress=not args.quiet)
+                           precision=args.precision, progress=not args.quiet)
     dataset_options = {"data_dir": args.data_dir, "image_size": args.image_size, "channels": args.channels}
     if args.resume is not None:
         if args.out is not None:
@@ -240,7 +249,7 @@ def cmd_sample(args) -> int:
     from .sampling import load_generator, sample
     from .trainer import resolve_device
 
-    loaded = load_generator(args.path, resolve_device(args.device))
+    loaded = load_generator(args.path, resolve_device(args.device), ema=not args.no_ema)
     images = sample(loaded, n=args.n, label=args.label, seed=args.seed)
     source = Path(args.path)
     run_dir = source if source.is_dir() else source.parent.parent
@@ -256,7 +265,8 @@ def cmd_sample(args) -> int:
                               title=f"{loaded.variant.name} step {loaded.step}")
     except OSError as exc:
         raise GanzooError(f"cannot write {out}: {exc.strerror or exc}") from None
-    print(f"wrote {args.n} samples from step {loaded.step} to {out}")
+    source_net = " (EMA generator)" if loaded.ema else ""
+    print(f"wrote {args.n} samples from step {loaded.step}{source_net} to {out}")
     return 0
 
 

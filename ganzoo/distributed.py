@@ -2,13 +2,16 @@
 
 ``torchrun --nproc-per-node N -m ganzoo train VARIANT ...`` sets RANK,
 WORLD_SIZE and LOCAL_RANK; the trainer then initialises the process group
-(NCCL on CUDA, gloo on CPU), wraps each network a phase trains in
-DistributedDataParallel, and splits every batch:
+(NCCL on CUDA, gloo on CPU) and splits every batch; after each phase's
+backward it averages the gradients of the parameters that phase trains over
+the ranks (one flat all-reduce), so any loss is exact under torchrun,
+double-backward penalties and regulariser phases included, and losses always
+see the plain networks (no DistributedDataParallel wrapper):
 
 * ``batch_size`` is the **global** batch. Each optimiser step draws the same
   global batch on every rank (the data generators run in lockstep) and rank r
   keeps shard r; with ``accumulate=A`` each rank further splits its shard into
-  A micro-batches whose gradients are summed (DDP syncs on the last one only).
+  A micro-batches whose gradients are summed before the one all-reduce.
 * Randomness inside a loss (noise z, penalty weights eps) comes from a seed
   derived from one lockstep draw and the shard index, so every shard has its
   own stream, and a run on W ranks equals a single-process run with
@@ -21,7 +24,6 @@ Only rank 0 writes samples, logs and checkpoints; every rank resumes from them
 from __future__ import annotations
 
 import datetime
-import inspect
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -95,50 +97,45 @@ def shutdown() -> None:
 
 
 def unwrap(module: nn.Module) -> nn.Module:
-    """The network inside a DistributedDataParallel wrapper (or the module itself).
+    """The network inside a DistributedDataParallel wrapper, or the module itself.
 
-    Use it for a double backward such as a gradient penalty: autograd.grad with
-    create_graph=True through the DDP wrapper is unsupported (pytorch #47562);
-    through the plain module it builds a graph whose single backward then
-    reaches the wrapped parameters, whose gradients DDP all-reduces once.
+    ganzoo's trainer no longer wraps networks (it all-reduces gradients after
+    each backward), so losses receive plain modules; this stays for code that
+    wraps nets itself.
     """
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
 
 
-def wrap(module: nn.Module, device: torch.device) -> nn.Module:
-    """DDP over ``module``; all its parameters must require grad while wrapping."""
-    for p in module.parameters():
-        p.requires_grad_(True)
-    return nn.parallel.DistributedDataParallel(
-        module, device_ids=[device.index] if device.type == "cuda" else None,
-        # Phases call only the networks they train through DDP, so every wrapped
-        # parameter gets a gradient in every backward: no unused-parameter scan.
-        find_unused_parameters=False,
-        # No buffer broadcast at every forward: the trainer calls broadcast_buffers
-        # once per optimiser step instead (see there).
-        **_NO_FORWARD_BUFFER_SYNC,
-    )
+def all_reduce_gradients(optimizers: list[torch.optim.Optimizer], ctx: DistContext) -> None:
+    """Average the gradients of the optimisers' parameters over the ranks, in place.
 
+    One flat all-reduce per call (the gradients are copied into one buffer and
+    back). Every rank runs the same code, so the same parameters have
+    gradients; a parameter without one on every rank is left alone.
+    """
+    if not ctx.enabled:
+        return
+    import torch.distributed as dist
 
-# torch 2.13 deprecates broadcast_buffers=False for forward_sync_buffers=False
-# (which still syncs at construction, as DDP's parameters are); older torch
-# (2.11 on the GPU machines) only knows the first.
-_NO_FORWARD_BUFFER_SYNC = (
-    {"forward_sync_buffers": False}
-    if "forward_sync_buffers" in inspect.signature(nn.parallel.DistributedDataParallel.__init__).parameters
-    else {"broadcast_buffers": False}
-)
+    grads = [p.grad for opt in optimizers for g in opt.param_groups for p in g["params"] if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= ctx.world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
 
 
 def broadcast_buffers(module: nn.Module, ctx: DistContext) -> None:
     """Rank 0's buffers (BatchNorm running statistics) on every rank, in place.
 
-    The trainer calls this before a phase's forward passes, instead of letting
-    DDP broadcast at every forward: a phase that runs a wrapped net twice
-    before one backward (the critic on real, then on generated data) would
-    have DDP overwrite, on ranks > 0, running statistics that the first
-    forward saved for backward, which torch 2.11 rejects ("modified by an
-    inplace operation"; seen with gloo on an H200 machine).
+    The trainer calls this once before each optimiser step's forward passes
+    (not at every forward, as DDP would: a phase that runs a net twice before
+    one backward would then overwrite running statistics that the first
+    forward saved for backward, which torch 2.11 rejects).
     """
     if not ctx.enabled:
         return

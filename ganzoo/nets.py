@@ -163,15 +163,45 @@ class ConvGenerator(nn.Module):
         return self.body(self.stem(h).view(z.shape[0], *self.seed_shape))
 
 
+class MinibatchStdDev(nn.Module):
+    """Minibatch standard deviation (PGGAN; StyleGAN's grouping): (N, C, H, W) -> (N, C + 1, H, W).
+
+    The extra map holds, for each group of ``group`` samples (sample n is in
+    group n % (N / group)), the standard deviation of every feature over the
+    group, averaged over features and positions. N must be divisible by
+    min(group, N).
+    """
+
+    def __init__(self, group: int = 4):
+        super().__init__()
+        self.group = group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        g = min(self.group, n)
+        if n % g:
+            raise ValueError(f"minibatch-stddev: a batch of {n} does not split into groups of {g}")
+        y = x.float().reshape(g, n // g, c, h, w)
+        y = (y - y.mean(dim=0)).square().mean(dim=0).add(1e-8).sqrt()  # (N/g, C, H, W)
+        y = y.mean(dim=(1, 2, 3)).to(x.dtype)  # (N/g,)
+        y = y.view(1, n // g, 1, 1, 1).expand(g, n // g, 1, h, w).reshape(n, 1, h, w)
+        return torch.cat([x, y], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"group={self.group}"
+
+
 class ConvDiscriminator(nn.Module):
     """DCGAN critic: k strided 4x4 convs (width, 2*width, ...) with LeakyReLU 0.2 -> Linear -> (B,).
 
     norm: "batch" (DCGAN: on every conv but the first), "layer" (per-sample,
     allowed with a gradient penalty) or "none" (WGAN-GP critic).
+    minibatch_std: a :class:`MinibatchStdDev` of this group size before the
+    output layer (0: none).
     """
 
     def __init__(self, shape: tuple[int, int, int], width: int, norm: str = "batch",
-                 num_classes: int | None = None):
+                 num_classes: int | None = None, minibatch_std: int = 0):
         super().__init__()
         channels, height, _ = shape
         side, downs = seed_side(height)
@@ -187,6 +217,9 @@ class ConvDiscriminator(nn.Module):
                               else nn.GroupNorm(1, c_out))  # GroupNorm(1) = LayerNorm over C,H,W
             blocks.append(FusedLeakyReLU(negative_slope=0.2))
             c_in, c_out = c_out, c_out * 2
+        if minibatch_std:
+            blocks.append(MinibatchStdDev(minibatch_std))
+            c_in += 1
         self.body = nn.Sequential(*blocks)
         self.head = nn.Linear(c_in * side * side, 1)
 

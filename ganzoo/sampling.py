@@ -16,40 +16,53 @@ from .variant import Variant
 
 @dataclass
 class LoadedGenerator:
-    """A variant with its trained nets, ready to sample (nets in eval mode)."""
+    """A variant with its trained nets, ready to sample (nets in eval mode).
+
+    ``nets`` are the nets :meth:`Variant.generate` samples from: with an EMA run
+    and ``ema=True`` (the default), ``G_ema`` stands in for ``G``;
+    ``all_nets`` holds every net of the checkpoint.
+    """
 
     variant: Variant
     nets: nn.ModuleDict
     spec: DataSpec
     config: dict
     step: int
+    all_nets: nn.ModuleDict | None = None
+    ema: bool = False  # whether an EMA copy is what ``nets`` samples from
 
 
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> LoadedGenerator:
-    """Rebuild a run's variant and nets from a checkpoint (or a run dir's newest one)."""
+def load_generator(path: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> LoadedGenerator:
+    """Rebuild a run's variant and nets from a checkpoint (or a run dir's newest one).
+
+    ema: sample from the EMA generator when the run has one (``--no-ema``: False).
+    """
     payload = load_checkpoint(path, map_location=device)
     config = payload["config"]
     spec = DataSpec.from_dict(config["data"])
     variant = create_variant(config["variant"], spec, **config["hparams"])
-    nets = variant.build(spec).to(device)
+    nets = variant.networks(spec).to(device)
     try:
         nets.load_state_dict(payload["nets"])
     except RuntimeError as exc:
         raise GanzooError(f"checkpoint {path} does not match variant {config['variant']!r}: {exc}") from None
     nets.eval()
-    return LoadedGenerator(variant, nets, spec, config, int(payload["step"]))
+    sampled = variant.sampling_nets(nets, ema=ema)
+    uses_ema = any(sampled[k] is not nets[k] for k in sampled)
+    return LoadedGenerator(variant, sampled, spec, config, int(payload["step"]), nets, uses_ema)
 
 
 def sample(path: str | Path | LoadedGenerator, n: int = 64, label: int | None = None,
-           seed: int = 0, device: str | torch.device = "cpu") -> torch.Tensor:
+           seed: int = 0, device: str | torch.device = "cpu", ema: bool = True) -> torch.Tensor:
     """n samples (n, *shape) from a trained run; images in [-1, 1].
 
     label: for conditional variants, draw every sample for this class (default:
     cycle through the classes); an error for unconditional variants.
+    ema: from the EMA generator when the run has one (else from G).
     """
     if n <= 0:
         raise GanzooError(f"--n must be positive, got {n}")
-    loaded = path if isinstance(path, LoadedGenerator) else load_generator(path, device)
+    loaded = path if isinstance(path, LoadedGenerator) else load_generator(path, device, ema=ema)
     variant, spec = loaded.variant, loaded.spec
     device = next(loaded.nets.parameters()).device
     labels = None

@@ -3,7 +3,23 @@
 It knows nothing about particular variants: it asks the variant for nets,
 optimisers and phases (see :mod:`ganzoo.variant`) and runs them, and it owns
 everything around them: device, seeds, batches, fixed-noise sample grids,
-``metrics.jsonl``, the progress line and checkpoints.
+``metrics.jsonl``, the progress line and checkpoints. Training features (EMA,
+LR schedules, ...) come in through the variant's toolkit events
+(:mod:`ganzoo.toolkit`) and mixed precision through :mod:`ganzoo.precision`;
+the loop never looks at an option. Starting and resuming runs is
+:mod:`ganzoo.runs`.
+
+One generator step (:meth:`Trainer.train_step`)::
+
+    toolkit.before_step(state)                    # e.g. this step's learning rates
+    for phase in variant.phases(step) (if step % phase.every == 0):
+        only the phase's parameters require grad
+        repeat phase.repeats times:
+            batch = dataset.sample(batch_size); zero the phase's gradients
+            for each micro-batch of this rank: with autocast: loss = phase.loss(nets, micro); backward
+            average the gradients over ranks; unscale (fp16); stop on a non-finite loss or gradient
+            step the phase's optimisers; phase.after(nets)
+    state.step += 1; variant.end_step(state); toolkit.after_step(state)   # e.g. EMA update
 
 A run directory holds::
 
@@ -14,17 +30,16 @@ A run directory holds::
 """
 from __future__ import annotations
 
-import json
-import math
 import contextlib
 import io
+import json
+import math
 import random
 import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +51,13 @@ from . import __version__
 from .checkpoint import (CHECKPOINT_DIR, checkpoint_name, list_checkpoints, load_checkpoint, rng_state,
                          save_checkpoint, set_rng_state)
 from .data.base import Dataset, DataSpec
-from .distributed import (SINGLE, DistContext, all_reduce_max, all_reduce_mean, barrier, broadcast_buffers,
-                          broadcast_object, check_consistent, init_from_env, shutdown, sync_batchnorm, wrap)
+from .distributed import (SINGLE, DistContext, all_reduce_gradients, all_reduce_max, all_reduce_mean, barrier,
+                          broadcast_buffers, check_consistent, sync_batchnorm)
 from .errors import GanzooError
-from .io import atomic_write, check_writable_dir
 from .plotting import save_image_grid, save_scatter_plot
+from .precision import Precision
 from .progress import Progress
-from .registry import VARIANTS, create_dataset, create_variant, split_dataset_name
-from .variant import Phase, TrainState, Variant, coerce_hparam
+from .variant import Phase, TrainState, Variant
 
 
 def cuda_available() -> bool:
@@ -88,6 +102,7 @@ class TrainOptions:
     sync_bn: bool = False  # SyncBatchNorm across ranks (CUDA only)
     eval_every: int = 0  # evaluate every N steps into metrics.jsonl (0: never)
     eval_n: int = 2500  # samples per evaluation
+    precision: str | None = None  # fp32, bf16 or fp16 (None: fp32, or the run's own on resume)
     progress: bool = True
 
     def validate(self) -> None:
@@ -169,8 +184,8 @@ class Trainer:
         self.device = device or resolve_device(self.options.device)
         self.dist = dist
         self.skipped_steps = 0
-        self._wrapped: dict[str, nn.Module] = {}  # DDP wrappers by net name, made on first use
-        self._phase_views: dict[tuple[str, ...], nn.ModuleDict] = {}
+        self.toolkit = variant.toolkit
+        self.precision = Precision(self.options.precision or "fp32", self.device)
 
     # -- setup --------------------------------------------------------------
     def _fixed_inputs(self, spec: DataSpec) -> tuple[torch.Tensor, torch.Tensor | None, int]:
@@ -219,7 +234,7 @@ class Trainer:
         was_training = nets.training
         nets.eval()
         with torch.no_grad():
-            fake = self.variant.generate(nets, z, labels)
+            fake = self.variant.generate(self.variant.sampling_nets(nets), z, labels)
         nets.train(was_training)
         path = self.run_dir / "samples" / f"{name}.png"
         if self.dataset.spec.is_image:
@@ -245,6 +260,7 @@ class Trainer:
             "rng": rng_state(),
             "data": self.dataset.state_dict(),
             "skipped_steps": self.skipped_steps,
+            "precision": self.precision.state_dict(),
         }, keep=self.options.keep)
         return path
 
@@ -257,8 +273,8 @@ class Trainer:
         with self._seeded_rng(self.options.seed + 1):
             state.nets.eval()
             try:
-                results = evaluate_during_training(self.run_dir, state.nets, self.variant, self.dataset,
-                                                   self.options.eval_n)
+                results = evaluate_during_training(self.run_dir, self.variant.sampling_nets(state.nets),
+                                                   self.variant, self.dataset, self.options.eval_n)
             finally:
                 state.nets.train(was_training)
         return {f"eval/{k}": v for k, v in results.items()}
@@ -274,46 +290,17 @@ class Trainer:
         """Seed, load the data onto the device, build nets and optimisers."""
         seed_everything(self.options.seed)
         self.dataset.prepare(self.device)
-        nets = self.variant.build(self.dataset.spec)
+        nets = self.variant.networks(self.dataset.spec)
         if self.options.sync_bn and self.dist.enabled:
             nets = sync_batchnorm(nets, self.device)
         nets = nets.to(self.device)
-        return TrainState(nets, self.variant.make_optimizers(nets))
+        return TrainState(nets, self.variant.optimizers_for(nets))
 
-    def _phase_nets(self, state: TrainState, optimizers: list[torch.optim.Optimizer],
-                    phase: Phase) -> nn.ModuleDict:
-        """The nets a phase's loss sees: under DDP, the ones it trains are wrapped.
-
-        Networks the phase does not train are passed plain, so DDP never waits
-        for gradients that a phase does not produce.
-        """
-        if not self.dist.enabled:
-            return state.nets
-        if phase.updates not in self._phase_views:
-            owned = {id(p) for opt in optimizers for g in opt.param_groups for p in g["params"]}
-            view = {}
-            for name, net in state.nets.items():
-                params = list(net.parameters())
-                if params and all(id(p) in owned for p in params):
-                    if name not in self._wrapped:
-                        self._wrapped[name] = wrap(net, self.device)
-                    view[name] = self._wrapped[name]
-                else:
-                    view[name] = net
-            self._phase_views[phase.updates] = nn.ModuleDict(view)
-            self._trainable(state, phase)  # wrapping made every parameter trainable again
-        return self._phase_views[phase.updates]
-
-    def _shard_context(self, nets: nn.ModuleDict, base_seed: int | None, shard: int, sync: bool):
-        """RNG and DDP context for one micro-batch: its own seed; DDP syncs on the last only."""
-        stack = contextlib.ExitStack()
-        if base_seed is not None:
-            stack.enter_context(self._seeded_rng((base_seed + 1_000_003 * shard) % 2**63))
-        if not sync:
-            for net in nets.values():
-                if isinstance(net, nn.parallel.DistributedDataParallel):
-                    stack.enter_context(net.no_sync())
-        return stack
+    def _shard_rng(self, base_seed: int | None, shard: int):
+        """One micro-batch's randomness: its own seed derived from a lockstep draw (see ganzoo.distributed)."""
+        if base_seed is None:
+            return contextlib.nullcontext()
+        return self._seeded_rng((base_seed + 1_000_003 * shard) % 2**63)
 
     def restore(self, state: TrainState, payload: dict[str, Any]) -> None:
         """Continue from a checkpoint: weights, optimiser moments, step, RNG and data position.
@@ -338,6 +325,7 @@ class Trainer:
         state.step = int(payload["step"])
         state.extra = dict(payload.get("extra", {}))
         self.skipped_steps = int(payload.get("skipped_steps", 0))
+        self.precision.load_state_dict(payload.get("precision"))
         set_rng_state(payload["rng"])
         # Plugin datasets may return None: only an explicit False means "not exact".
         self.data_stream_exact = self.dataset.load_state_dict(payload["data"]) is not False
@@ -348,7 +336,8 @@ class Trainer:
         A non-finite loss or gradient raises :class:`Diverged`, or with
         ``on_nan="skip"`` drops that optimiser step and counts it.
         """
-        stats_out: dict[str, list[torch.Tensor]] = {}
+        stats_out: dict[str, list[torch.Tensor]] = {
+            name: [torch.tensor(float(value))] for name, value in self.toolkit.before_step(state).items()}
         accumulate = self.options.accumulate
         shards = self.dist.world * accumulate
         mine = range(self.dist.rank * accumulate, (self.dist.rank + 1) * accumulate)
@@ -356,35 +345,35 @@ class Trainer:
             if state.step % phase.every:
                 continue
             optimizers = self._trainable(state, phase)
-            nets = self._phase_nets(state, optimizers, phase)
             for _ in range(phase.repeats):
                 # Every rank draws the same global batch and keeps its shards.
                 batch = self.dataset.sample(self.variant.batch_size)
                 base_seed = int(torch.randint(0, 2**62, (1,)).item()) if shards > 1 else None
-                for net in nets.values():
-                    if isinstance(net, nn.parallel.DistributedDataParallel):
-                        broadcast_buffers(net.module, self.dist)
+                broadcast_buffers(state.nets, self.dist)  # rank 0's BatchNorm statistics everywhere
                 for opt in optimizers:
                     opt.zero_grad(set_to_none=True)
                 bad_loss = None
                 repeat_stats: dict[str, list[torch.Tensor]] = {}
-                for k, shard in enumerate(mine):
+                for shard in mine:
                     micro = batch.shard(shard, shards) if shards > 1 else batch
-                    with self._shard_context(nets, base_seed, shard, sync=k == accumulate - 1):
-                        loss, stats = phase.loss(nets, micro)
+                    with self._shard_rng(base_seed, shard):
+                        with self.precision.loss_context():
+                            loss, stats = phase.loss(state.nets, micro)
                         if not torch.isfinite(loss) and bad_loss is None:
                             bad_loss = loss.item()
-                        # Always backward, even a NaN: under DDP every rank must join the all-reduce.
-                        (loss / accumulate if accumulate > 1 else loss).backward()
+                        # Always backward, even a NaN: every rank must join the gradient all-reduce.
+                        self.precision.backward(loss / accumulate if accumulate > 1 else loss)
                     for key, value in stats.items():
                         value = value.detach() if torch.is_tensor(value) else torch.tensor(float(value))
                         repeat_stats.setdefault(f"{phase.name}/{key}", []).append(value)
+                all_reduce_gradients(optimizers, self.dist)
+                self.precision.unscale(optimizers)
                 problem = None
                 if all_reduce_max(float(bad_loss is not None), self.dist, self.device):
                     problem = (f"{phase.name}/loss is {bad_loss}" if bad_loss is not None
                                else f"{phase.name}/loss is not finite on another rank")
-                else:
-                    norm = _grad_norm(optimizers)  # after DDP's all-reduce: the same on every rank
+                elif not self.precision.skips_overflow:  # fp16: the scaler skips overflowing steps itself
+                    norm = _grad_norm(optimizers)  # after the all-reduce: the same on every rank
                     if not torch.isfinite(norm):
                         problem = f"the gradient of {phase.name}/loss is {norm.item()}"
                 if problem is not None:
@@ -398,14 +387,14 @@ class Trainer:
                         f"{self._last_checkpoint_hint()} (resume with --resume and a lower --lr, "
                         "or train with --on-nan skip)"
                     )
-                for opt in optimizers:
-                    opt.step()
+                self.precision.step(optimizers)
                 if phase.after is not None:
                     phase.after(state.nets)
                 for name, values in repeat_stats.items():
                     stats_out.setdefault(name, []).extend(values)
         state.step += 1
         self.variant.end_step(state)
+        self.toolkit.after_step(state)
         return stats_out
 
     def run(self, state: TrainState | None = None, resume: dict[str, Any] | None = None,
@@ -496,188 +485,10 @@ class Trainer:
         return RunResult(self.run_dir, state, last)
 
 
-def default_run_dir(variant: str, dataset: str) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{variant}-{dataset}-{stamp}"
+def __getattr__(name: str) -> Any:
+    """``train``, ``resume`` and the run-directory helpers moved to :mod:`ganzoo.runs`."""
+    if name in ("train", "resume", "prepare_run_dir", "default_run_dir", "FREE_ON_RESUME"):
+        from . import runs
 
-
-def prepare_run_dir(run_dir: Path) -> None:
-    """Refuse an unwritable directory or one that already holds a run, before any work."""
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise GanzooError(f"--out {run_dir} is a file; pass a directory")
-    if (run_dir / "config.json").exists():
-        raise GanzooError(f"{run_dir} already holds a run; pass another --out, remove it, "
-                          f"or continue it with --resume {run_dir}")
-    try:
-        check_writable_dir(run_dir)
-    except OSError as exc:
-        raise GanzooError(f"cannot write to --out {run_dir}: {exc}; choose a writable directory") from None
-
-
-def _write_config(run_dir: Path, config: dict[str, Any]) -> None:
-    atomic_write(run_dir / "config.json", lambda h: h.write((json.dumps(config, indent=2) + "\n").encode()))
-
-
-def _stored_options(dataset_options: dict[str, Any]) -> dict[str, Any]:
-    """Dataset options as config.json keeps them (absolute paths, so a resume works from anywhere)."""
-    return {k: str(Path(v).expanduser().resolve()) if k == "data_dir" else v
-            for k, v in dataset_options.items()}
-
-
-def train(variant: str, dataset: str | None = None, *, out: str | Path | None = None,
-          hparams: dict[str, Any] | None = None, options: TrainOptions | None = None,
-          dataset_options: dict[str, Any] | None = None) -> RunResult:
-    """Train ``variant`` on ``dataset`` (default: the variant's default dataset).
-
-    ``hparams`` overrides the variant's hyperparameters (``steps``,
-    ``batch_size``, ``lr_g``, ...); ``dataset_options`` are passed to the
-    dataset (``data_dir``, ``image_size``, ``channels``). Everything is
-    validated, and the data loaded (or downloaded), before the run directory
-    is created, so a bad input leaves nothing behind.
-    """
-    options = options or TrainOptions()
-    options.validate()
-    variant_cls = VARIANTS.get(variant)
-    dataset_name = dataset or variant_cls.default_dataset
-    dataset_options = {k: v for k, v in (dataset_options or {}).items() if v is not None}
-    dataset_name, data_dir = split_dataset_name(dataset_name)  # folder:PATH
-    if data_dir is not None:
-        dataset_options["data_dir"] = data_dir
-    data = create_dataset(dataset_name, seed=options.seed, **dataset_options)
-    model = create_variant(variant, data.spec, **(hparams or {}))
-    if options.eval_every:  # fail now, not at the first evaluation
-        from .evaluation.api import check_evaluable
-
-        check_evaluable(data.spec, model.conditional, options.eval_n, dataset_name)
-    dist, device = init_from_env(resolve_device(options.device))
-    # Every rank checks the same things, so a bad input stops all of them alike.
-    run_dir = Path(out) if out is not None else broadcast_object(default_run_dir(variant, dataset_name), dist)
-    prepare_run_dir(run_dir)
-    _check_batch(model, data, options, dist)
-    _prepare_data(data, device, dist)
-
-    config = {
-        "ganzoo_version": __version__,
-        "variant": variant,
-        "variant_plugin": VARIANTS.entry(variant).plugin,
-        "dataset": dataset_name,
-        "data": data.spec.to_dict(),
-        "dataset_options": _stored_options(dataset_options),
-        "hparams": model.hparams,
-        "seed": options.seed,
-        "device": str(device),
-        "options": {k: getattr(options, k)
-                    for k in ("sample_every", "ckpt_every", "log_every", "grid_size", "eval_every", "eval_n")},
-        "torch_version": str(torch.__version__),  # TorchVersion is not weights_only-safe
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _write_config(run_dir, config)
-    try:
-        return Trainer(model, data, run_dir, options, config, dist=dist, device=device).run()
-    finally:
-        shutdown()
-
-
-def _check_batch(model: Variant, data: Dataset, options: TrainOptions, dist: DistContext) -> None:
-    shards = dist.world * options.accumulate
-    if model.batch_size % shards:
-        raise GanzooError(f"batch size {model.batch_size} does not split into {dist.world} rank(s) x "
-                          f"{options.accumulate} micro-batch(es); use a multiple of {shards}")
-    if model.batch_size > (data.spec.size or model.batch_size):
-        raise GanzooError(f"batch size {model.batch_size} exceeds the {data.spec.size} examples of {data.name!r}")
-
-
-def _prepare_data(data: Dataset, device: torch.device, dist: DistContext) -> None:
-    """Rank 0 loads (and downloads, caches) first; the others then read its cache."""
-    if dist.is_main:
-        data.prepare(device)
-    barrier(dist)
-    if not dist.is_main:
-        data.prepare(device)
-
-
-#: Hyperparameters a resume may change without --force (extending a run is routine).
-FREE_ON_RESUME = frozenset({"steps"})
-
-
-def resume(path: str | Path, *, variant: str | None = None, dataset: str | None = None,
-           hparams: dict[str, Any] | None = None, options: TrainOptions | None = None,
-           dataset_options: dict[str, Any] | None = None, force: bool = False) -> RunResult:
-    """Continue a run from its newest valid checkpoint (or the checkpoint ``path``).
-
-    Asking for another variant, dataset or data shape is refused with the
-    differences listed; other hyperparameter changes (e.g. the learning rate)
-    need ``force`` and are logged in metrics.jsonl and config.json. ``steps``
-    may always be raised to extend a run.
-    """
-    options = options or TrainOptions()
-    options.validate()
-    path = Path(path)
-    payload = load_checkpoint(path)
-    checkpoint_path = Path(payload["path"])
-    run_dir = checkpoint_path.parent.parent
-    saved = payload["config"]
-    options.seed = int(saved["seed"])  # the RNG state comes from the checkpoint anyway
-
-    fixed: list[str] = []
-    if variant is not None and variant != saved["variant"]:
-        fixed.append(f"variant {saved['variant']!r} -> {variant!r}")
-    if dataset is not None and dataset != saved["dataset"]:
-        fixed.append(f"dataset {saved['dataset']!r} -> {dataset!r}")
-    wanted_options = _stored_options({k: v for k, v in (dataset_options or {}).items() if v is not None})
-    for key, value in wanted_options.items():
-        if saved.get("dataset_options", {}).get(key) != value:
-            fixed.append(f"--{key.replace('_', '-')} {saved.get('dataset_options', {}).get(key)!r} -> {value!r}")
-    variant_cls = VARIANTS.get(saved["variant"])
-    new_hparams = dict(saved["hparams"])
-    forced: dict[str, Any] = {}
-    for key, value in (hparams or {}).items():
-        known = variant_cls.known_hparams()
-        value = coerce_hparam(key, value, known[key]) if key in known else value
-        old = new_hparams.get(key)
-        if isinstance(old, list):
-            old = tuple(old)
-        if old != value:
-            new_hparams[key] = value
-            if key not in FREE_ON_RESUME:
-                forced[key] = [old, value]
-    if fixed:
-        raise GanzooError(f"cannot resume {run_dir} with a different setup: {'; '.join(fixed)} "
-                          "(start a new run instead)")
-    if forced and not force:
-        listed = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in forced.items())
-        raise GanzooError(f"resuming {run_dir} would change {listed}; add --force to apply the change")
-
-    data = create_dataset(saved["dataset"], seed=options.seed, **saved.get("dataset_options", {}))
-    model = create_variant(saved["variant"], data.spec, **new_hparams)
-    if list(data.spec.shape) != list(saved["data"]["shape"]):
-        raise GanzooError(f"cannot resume {run_dir}: the data now has shape {list(data.spec.shape)}, "
-                          f"the run was trained on {saved['data']['shape']}")
-    if int(payload["step"]) >= model.steps:
-        raise GanzooError(f"{run_dir} already finished {payload['step']} of {model.steps} steps; "
-                          f"raise --steps to train further")
-    if options.device == "auto":
-        # Continue on the kind of device the run trained on, so the batch stream and
-        # the RNG continue exactly; a CUDA run continues on the CPU only where no GPU is.
-        trained_on = torch.device(saved.get("device", "cpu")).type
-        if trained_on == "cpu" or (trained_on == "cuda" and cuda_available()):
-            options.device = trained_on
-    dist, device = init_from_env(resolve_device(options.device))
-    _check_batch(model, data, options, dist)
-    _prepare_data(data, device, dist)
-    config = dict(saved, hparams=model.hparams, device=str(device))
-    if forced:
-        config["forced_on_resume"] = saved.get("forced_on_resume", []) + [{"step": payload["step"], **forced}]
-    if dist.is_main:
-        _write_config(run_dir, config)
-        for stale in (run_dir / CHECKPOINT_DIR).glob(".*.tmp"):  # left by a process killed mid-write
-            stale.unlink(missing_ok=True)
-    note = {"checkpoint": checkpoint_path.name, **({"forced": forced} if forced else {})}
-    try:
-        return Trainer(model, data, run_dir, options, config, dist=dist, device=device).run(
-            resume=payload, resume_note=note)
-    finally:
-        shutdown()
+        return getattr(runs, name)
+    raise AttributeError(f"module 'ganzoo.trainer' has no attribute {name!r}")

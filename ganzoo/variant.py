@@ -34,13 +34,23 @@ How other designs fit without touching the trainer:
   receives the :class:`TrainState`; at a resolution switch it grows the
   modules in ``state.nets`` (add a block, update ``alpha``) and replaces the
   entries of ``state.optimizers``; ``phases`` may depend on ``state.step``.
-* **An EMA copy of G**: ``build`` adds ``G_ema`` (no optimiser owns it, so it
-  never trains); the G phase's ``after`` callback (or ``end_step``) updates it;
-  ``generate`` samples from ``G_ema``. Checkpoints include it automatically.
-* **Extra regularisers** (R1, path length): part of a phase's loss, or a
-  phase of their own with ``every=16`` for lazy regularisation (StyleGAN2),
-  stepping the same optimiser; ``ganzoo.ops.gradient_penalty(center=0)``
-  gives R1.
+* **Training features** (EMA of G, LR schedules, spectral norm, R1,
+  packing, DiffAugment, minibatch-stddev, label smoothing): the toolkit
+  (:mod:`ganzoo.toolkit`). A variant lists the features it takes in
+  ``features``; their options become hyperparameters, and they act through
+  :meth:`Variant.networks` (build), the trainer's step events and
+  :meth:`Variant.sampling_nets`. Features that act on "the generator" or "the
+  critic" use ``generator_nets`` / ``critic_nets``, so a variant with other
+  net names opts in by naming them. Do not add an EMA copy by hand: the
+  training fakes come from ``generate`` too, so a ``generate`` that reads
+  ``G_ema`` would stop G from learning; ``ema=DECAY`` samples from ``G_ema``
+  only when sampling.
+* **Extra regularisers** (R1, path length): part of a phase's loss
+  (``TwoPlayerVariant`` adds R1 with ``r1_gamma``), or a phase of their own
+  with ``every=16`` for lazy regularisation, stepping the same optimiser. Each
+  phase's gradients are averaged over torchrun ranks by the trainer after
+  its backward, so any loss, a double backward included, is exact under
+  torchrun; losses always receive the plain nets.
 """
 from __future__ import annotations
 
@@ -68,7 +78,8 @@ class Phase:
     loss: ``loss(nets, batch) -> (scalar loss, stats)``; ``stats`` maps names
         to floats or 0-d tensors, logged as ``{name}/{key}``.
     repeats: how many times it runs per generator step (e.g. n_critic).
-    every: run only on generator steps divisible by this (lazy regularisers).
+    every: run only on generator steps divisible by this (lazy regularisers);
+        it counts generator steps (``TrainState.step``), not critic steps.
     after: called with the nets after each optimiser step (weight clipping,
         EMA updates), or None.
     """
@@ -105,6 +116,16 @@ class Variant(abc.ABC):
     positive: ClassVar[frozenset[str]] = frozenset(
         {"steps", "batch_size", "lr_g", "lr_d", "n_critic", "nz", "g_width", "d_width", "hidden"}
     )
+    #: Toolkit features this variant takes (:mod:`ganzoo.toolkit`); their options
+    #: become hyperparameters. These need only the roles below.
+    features: ClassVar[tuple[str, ...]] = ("ema", "lr_schedule", "d_spectral_norm", "diffaug")
+    #: The nets that play the generator (EMA copies) and the critic (spectral
+    #: norm, augmentation, packing), by their keys in ``build``'s ModuleDict.
+    generator_nets: ClassVar[tuple[str, ...]] = ("G",)
+    critic_nets: ClassVar[tuple[str, ...]] = ("D",)
+    #: Inherited hyperparameters this variant does not use (e.g. ``g_width``
+    #: when it builds nets of its own): refused by ``--set`` and not listed.
+    unused_hparams: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, spec: DataSpec | None = None, **overrides: Any):
         if self.conditional and spec is not None and not spec.labeled:
@@ -114,28 +135,68 @@ class Variant(abc.ABC):
             )
         self.spec = spec
         self.hparams = self.resolve_hparams(spec, overrides)
+        self.toolkit.validate()
+
+    @classmethod
+    def default_hparams(cls, image: bool = True) -> dict[str, Any]:
+        """The resolved defaults for image (or vector) data: toolkit options, then the variant's."""
+        from .toolkit import feature_hparams
+
+        merged = {**feature_hparams(cls.features), **cls.defaults, **({} if image else cls.vector_defaults)}
+        return {k: v for k, v in merged.items() if k not in cls.unused_hparams}
 
     @classmethod
     def known_hparams(cls) -> dict[str, Any]:
-        return {**cls.defaults, **cls.vector_defaults}
+        return {**cls.default_hparams(image=True), **cls.default_hparams(image=False)}
 
     @classmethod
     def resolve_hparams(cls, spec: DataSpec | None, overrides: dict[str, Any]) -> dict[str, Any]:
         """Defaults for the data kind, then the user's overrides, type-checked."""
-        resolved = dict(cls.defaults)
-        if spec is not None and not spec.is_image:
-            resolved.update(cls.vector_defaults)
+        resolved = cls.default_hparams(image=spec is None or spec.is_image)
         known = cls.known_hparams()
         for key, value in overrides.items():
             if key not in known:
-                raise GanzooError(
-                    f"variant {cls.name!r} has no hyperparameter {key!r}; "
-                    f"known: {', '.join(sorted(known))}"
-                )
+                raise GanzooError(cls._unknown_hparam(key, known))
             resolved[key] = coerce_hparam(key, value, known[key])
             if key in cls.positive and not resolved[key] > 0:
                 raise GanzooError(f"{key} must be positive, got {value!r}")
         return resolved
+
+    @classmethod
+    def _unknown_hparam(cls, key: str, known: dict[str, Any]) -> str:
+        from .toolkit import owner_of
+
+        if key in cls.unused_hparams:
+            return f"variant {cls.name!r} does not use the hyperparameter {key!r} (its own networks ignore it)"
+        feature = owner_of(key)
+        if feature is not None:
+            return (f"{key} does not apply to variant {cls.name!r}: the {feature.name} option is for "
+                    f"{feature.applies_to}; drop --set {key}")
+        return f"variant {cls.name!r} has no hyperparameter {key!r}; known: {', '.join(sorted(known))}"
+
+    # -- the toolkit, around build and sampling ---------------------------------
+    @property
+    def toolkit(self):
+        """The enabled toolkit features (:class:`ganzoo.toolkit.Toolkit`), made per call: it is stateless."""
+        from .toolkit import Toolkit
+
+        return Toolkit(self)
+
+    def networks(self, spec: DataSpec) -> nn.ModuleDict:
+        """:meth:`build`, then the toolkit's changes (``G_ema``, spectral norm, ...).
+
+        Everything that needs a variant's nets (the trainer, ``ganzoo sample``,
+        ``ganzoo eval``, the conformance kit) calls this, not ``build``.
+        """
+        return self.toolkit.on_build(self.build(spec))
+
+    def optimizers_for(self, nets: nn.ModuleDict) -> dict[str, torch.optim.Optimizer]:
+        """:meth:`make_optimizers`, then the toolkit's changes (base learning rates)."""
+        return self.toolkit.on_optimizers(self.make_optimizers(nets))
+
+    def sampling_nets(self, nets: nn.ModuleDict, ema: bool = True) -> nn.ModuleDict:
+        """The nets :meth:`generate` samples from: with ``ema``, EMA copies stand in for G."""
+        return self.toolkit.sampling_nets(nets) if ema else nets
 
     # -- what the trainer calls ---------------------------------------------
     @abc.abstractmethod

@@ -81,11 +81,16 @@ def test_damaged_digits_cache_is_rendered_again():
 def test_trainer_never_names_a_variant():
     import inspect
 
+    import ganzoo.precision
+    import ganzoo.runs
+    import ganzoo.toolkit
     import ganzoo.trainer
 
-    source = inspect.getsource(ganzoo.trainer)
-    for name in ganzoo.list_variants():
-        assert f'"{name}"' not in source and f"'{name}'" not in source
+    sources = [inspect.getsource(module) for module in (ganzoo.trainer, ganzoo.runs, ganzoo.precision,
+                                                         ganzoo.toolkit)]
+    for source in sources:
+        for name in ganzoo.list_variants():
+            assert f'"{name}"' not in source and f"'{name}'" not in source
 
 
 @pytest.mark.parametrize("name", ["8gaussians", "25gaussians", "swissroll"])

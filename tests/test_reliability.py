@@ -51,12 +51,12 @@ def test_resume_stays_on_the_runs_device_on_a_gpu_machine(tmp_path, monkeypatch)
     """--device auto on resume means the run's own device, so a CPU run resumed
     on a machine with a GPU continues exactly (it used to move to CUDA and fail
     to load the CPU batch generator's state)."""
-    import ganzoo.trainer
+    import ganzoo.runs
 
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     assert _train(straight, "vanilla", "8gaussians", 4, "--set", "toy_hidden=32") == 0
     assert _train(stopped, "vanilla", "8gaussians", 2, "--set", "toy_hidden=32") == 0
-    monkeypatch.setattr(ganzoo.trainer, "cuda_available", lambda: True)  # a GPU "is present"
+    monkeypatch.setattr(ganzoo.runs, "cuda_available", lambda: True)  # a GPU "is present"
     assert main(["train", "--resume", str(stopped), "--steps", "4", "--quiet", "--sample-every", "0"]) == 0
     assert json.loads((stopped / "config.json").read_text())["device"] == "cpu"
     a, b = load_checkpoint(straight), load_checkpoint(stopped)

@@ -207,9 +207,10 @@ def _resolve_device(device) -> torch.device:
 def evaluate(path: str | Path, n: int | None = None, device: str | torch.device = "cpu", *,
              seed: int = 0, data_dir: str | Path | None = None, write: bool = True,
              recipe: ClassifierRecipe | None = None, floor: bool = True,
-             log: Callable[[str], None] | None = _stderr) -> dict[str, Any]:
+             log: Callable[[str], None] | None = _stderr, ema: bool = True) -> dict[str, Any]:
     """Evaluate a run directory's newest checkpoint (or a checkpoint file).
 
+    ema: score the EMA generator when the run has one (``--no-ema``: G itself).
     n: samples (default 2500 for 2-D data, 5000 for images). data_dir: where the
     run's dataset lives now (default: where it was trained from). Writes
     ``eval.json`` into the run directory (``eval-step-NNNNNNN.json`` for a
@@ -229,7 +230,7 @@ def evaluate(path: str | Path, n: int | None = None, device: str | torch.device 
     run_dir = checkpoint.parent.parent
     config = payload["config"]
     del payload
-    loaded = load_generator(checkpoint, device)  # unknown variant: a GanzooError naming it
+    loaded = load_generator(checkpoint, device, ema=ema)  # unknown variant: a GanzooError naming it
     spec = loaded.spec
     n = n if n is not None else default_n(spec)
     check_sample_count(n, spec, loaded.variant.conditional)
@@ -250,6 +251,7 @@ def evaluate(path: str | Path, n: int | None = None, device: str | torch.device 
     result = {
         "run_dir": str(run_dir), "checkpoint": str(checkpoint), "step": loaded.step,
         "variant": config["variant"], "dataset": config["dataset"], "conditional": loaded.variant.conditional,
+        "ema": loaded.ema,
         **compute_metrics(loaded.variant, loaded.nets, dataset, n, seed=seed, device=device, floor=floor,
                           recipe=recipe, log=log),
     }

@@ -62,6 +62,8 @@ def add_command(subparsers, parser_class) -> None:
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--no-write", action="store_true", help="do not write eval.json into the run directory")
+    p.add_argument("--no-ema", action="store_true",
+                   help="score the trained G, not its EMA copy (runs trained with --set ema=DECAY)")
     p.set_defaults(handler=cmd_eval)
 
 
@@ -69,7 +71,7 @@ def cmd_eval(args) -> int:
     from .api import evaluate
 
     result = evaluate(args.path, n=args.n, device=args.device, seed=args.seed, data_dir=args.data_dir,
-                      write=not args.no_write)
+                      write=not args.no_write, ema=not args.no_ema)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

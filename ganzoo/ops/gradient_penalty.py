@@ -15,6 +15,8 @@ from typing import Callable
 
 import torch
 
+from ..precision import inner_grad_scale
+
 from . import backend
 
 
@@ -180,11 +182,18 @@ def gradient_penalty(
     else:
         if eps is None:
             eps = torch.rand(real.shape[0], device=real.device)
-        with torch.no_grad():
-            x_hat = interpolate(real.detach(), fake.detach(), eps)
+        with torch.no_grad():  # fake may be bf16/fp16 under autocast: interpolate in real's dtype
+            x_hat = interpolate(real.detach(), fake.detach().to(real.dtype), eps)
     x_hat.requires_grad_(True)
-    scores = critic(x_hat)
-    (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+    scores = critic(x_hat).float()
+    # Under fp16 autocast the inner gradient is taken at the loss scale, then
+    # unscaled, so it does not underflow (PyTorch's AMP gradient-penalty recipe);
+    # x_hat is fp32, so the gradient and its norm are fp32.
+    scale = inner_grad_scale()
+    (grad,) = torch.autograd.grad(scores.sum() * scale if scale != 1.0 else scores.sum(), x_hat,
+                                  create_graph=True)
+    if scale != 1.0:
+        grad = grad / scale
     penalty, norms = gradient_norm_penalty(grad, weight=weight, center=center)
     return penalty, norms.detach()
 

@@ -10,10 +10,16 @@ Hyperparameters every subclass has (override values in ``defaults``):
 ``n_critic``, ``nz`` (noise dim for images), ``arch`` ("mlp" or "conv" for
 images), ``g_width``/``d_width`` (conv base channels), ``hidden``/``layers`` (MLP nets) and
 ``toy_nz``/``toy_hidden``/``toy_layers`` (nets for vector data).
+
+It takes every toolkit feature (:mod:`ganzoo.toolkit`): those every variant
+gets (EMA, LR schedules, spectral norm, DiffAugment) plus R1 (added to the
+critic's loss), PacGAN packing (the critic is built for packed input) and
+minibatch-stddev (in the conv critic); ``BCELossMixin`` adds label smoothing.
 """
 from __future__ import annotations
 
 import abc
+import functools
 from typing import Any
 
 import torch
@@ -22,6 +28,9 @@ from torch import nn
 from ..data.base import Batch, DataSpec
 from ..errors import GanzooError
 from ..nets import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator, dcgan_init
+from ..ops import gradient_penalty
+from ..toolkit.pack import packed_shape
+from ..toolkit.r1 import r1_due
 from ..variant import Phase, Variant
 
 COMMON_DEFAULTS: dict[str, Any] = {
@@ -58,6 +67,10 @@ class TwoPlayerVariant(Variant):
     critic_norm = "batch"
     #: Apply the DCGAN N(0, 0.02) initialisation.
     dcgan_init = True
+    features = (*Variant.features, "r1", "pack", "minibatch_std")
+    #: When True, :meth:`g_loss` is called as ``g_loss(fake_scores, real_scores)``
+    #: with the critic's scores on the step's real batch too (relativistic losses).
+    generator_sees_real = False
 
     # -- losses: the part a subclass writes ---------------------------------
     @abc.abstractmethod
@@ -66,7 +79,11 @@ class TwoPlayerVariant(Variant):
 
     @abc.abstractmethod
     def g_loss(self, fake_scores: torch.Tensor) -> torch.Tensor:
-        """Generator loss from the critic's raw scores (B,) on generated data."""
+        """Generator loss from the critic's raw scores (B,) on generated data.
+
+        With ``generator_sees_real = True`` it is called as ``g_loss(fake_scores,
+        real_scores)``, the critic's scores on real data (B,) as a second argument.
+        """
 
     def score_stat(self, scores: torch.Tensor) -> torch.Tensor:
         """The logged D(x) / D(G(z)): the mean raw score (BCE variants log probabilities)."""
@@ -80,7 +97,7 @@ class TwoPlayerVariant(Variant):
             nets = nn.ModuleDict({
                 "G": MLPGenerator(hp["toy_nz"], spec.shape, hp["toy_hidden"], hp["toy_layers"],
                                   "relu", num_classes=classes),
-                "D": MLPDiscriminator(spec.shape, hp["toy_hidden"], hp["toy_layers"], "relu",
+                "D": MLPDiscriminator(self.critic_shape(spec), hp["toy_hidden"], hp["toy_layers"], "relu",
                                       num_classes=classes),
             })
         else:
@@ -95,19 +112,23 @@ class TwoPlayerVariant(Variant):
             return nn.ModuleDict({
                 "G": MLPGenerator(hp["nz"], spec.shape, hp["hidden"], hp["layers"], "lrelu",
                                   tanh=True, num_classes=classes),
-                "D": MLPDiscriminator(spec.shape, hp["hidden"], hp["layers"], "lrelu",
+                "D": MLPDiscriminator(self.critic_shape(spec), hp["hidden"], hp["layers"], "lrelu",
                                       num_classes=classes),
             })
         if hp["arch"] == "conv":
             try:
                 return nn.ModuleDict({
                     "G": ConvGenerator(hp["nz"], spec.shape, hp["g_width"], num_classes=classes),
-                    "D": ConvDiscriminator(spec.shape, hp["d_width"], self.critic_norm,
-                                           num_classes=classes),
+                    "D": ConvDiscriminator(self.critic_shape(spec), hp["d_width"], self.critic_norm,
+                                           num_classes=classes, minibatch_std=hp["minibatch_std"]),
                 })
             except ValueError as exc:
                 raise GanzooError(f"{exc}; use --set arch=mlp for other image sizes") from None
         raise GanzooError(f"unknown arch {hp['arch']!r}; use 'mlp' or 'conv'")
+
+    def critic_shape(self, spec: DataSpec) -> tuple[int, ...]:
+        """The shape of one critic input: the data's, times ``pack`` along the first axis."""
+        return packed_shape(tuple(spec.shape), int(self.hparams["pack"]))
 
     def make_optimizers(self, nets: nn.ModuleDict) -> dict[str, torch.optim.Optimizer]:
         hp = self.hparams
@@ -130,26 +151,39 @@ class TwoPlayerVariant(Variant):
 
     # -- phases -------------------------------------------------------------
     def phases(self, step: int) -> list[Phase]:
+        hp = self.hparams
+        critic_loss = self.discriminator_step
+        if hp["r1_gamma"] > 0 and r1_due(step, hp["r1_every"]):
+            # Lazy R1 (StyleGAN2): on every r1_every-th step, weighted by r1_every.
+            critic_loss = functools.partial(self.discriminator_step,
+                                            r1_weight=hp["r1_gamma"] / 2 * hp["r1_every"])
         return [
-            Phase("D", ("D",), self.discriminator_step, repeats=int(self.hparams["n_critic"])),
+            Phase("D", ("D",), critic_loss, repeats=int(hp["n_critic"])),
             Phase("G", ("G",), self.generator_step),
         ]
 
     def _labels(self, batch: Batch) -> torch.Tensor | None:
         return batch.labels if self.conditional else None
 
-    def discriminator_step(self, nets: nn.ModuleDict, batch: Batch):
+    def discriminator_step(self, nets: nn.ModuleDict, batch: Batch, r1_weight: float = 0.0):
+        """The critic phase's loss; ``r1_weight`` > 0 adds ``r1_weight * mean ||grad D(x)||^2``."""
         labels = self._labels(batch)
         with torch.no_grad():  # the fake batch is a constant for D
             fake = self.generate(nets, self.latent(len(batch), batch.real.device), labels)
-        real_scores = nets["D"](batch.real, labels)
-        fake_scores = nets["D"](fake, labels)
+        # Scores in fp32 even under autocast, so the losses are computed in fp32.
+        real_scores = nets["D"](batch.real, labels).float()
+        fake_scores = nets["D"](fake, labels).float()
         loss = self.d_loss(real_scores, fake_scores)
         stats = {"real": self.score_stat(real_scores), "fake": self.score_stat(fake_scores)}
         penalty, penalty_stats = self.d_regularizer(nets, batch.real, fake, labels)
         if penalty is not None:
             loss = loss + penalty
             stats.update(penalty_stats)
+        if r1_weight:
+            critic = nets["D"]
+            r1, _ = gradient_penalty(lambda x: critic(x, labels), batch.real, None, weight=r1_weight, center=0.0)
+            loss = loss + r1
+            stats["r1"] = r1
         return loss, {"loss": loss, **stats}
 
     def d_regularizer(self, nets: nn.ModuleDict, real: torch.Tensor, fake: torch.Tensor,
@@ -160,17 +194,31 @@ class TwoPlayerVariant(Variant):
     def generator_step(self, nets: nn.ModuleDict, batch: Batch):
         labels = self._labels(batch)
         fake = self.generate(nets, self.latent(len(batch), batch.real.device), labels)
-        fake_scores = nets["D"](fake, labels)
-        loss = self.g_loss(fake_scores)
+        fake_scores = nets["D"](fake, labels).float()
+        if self.generator_sees_real:
+            loss = self.g_loss(fake_scores, nets["D"](batch.real, labels).float())
+        else:
+            loss = self.g_loss(fake_scores)
         return loss, {"loss": loss, "fake": self.score_stat(fake_scores)}
 
 
 class BCELossMixin:
-    """Non-saturating BCE (Goodfellow et al. 2014): G minimises softplus(-D(G(z)))."""
+    """Non-saturating BCE (Goodfellow et al. 2014): G minimises softplus(-D(G(z))).
+
+    Takes one-sided label smoothing (``label_smoothing``, the target for real data).
+    """
+
+    features = (*TwoPlayerVariant.features, "label_smoothing")
 
     def d_loss(self, real_scores, fake_scores):
         # -log sigmoid(d_real) - log(1 - sigmoid(d_fake)), stable in logit space.
-        return nn.functional.softplus(-real_scores).mean() + nn.functional.softplus(fake_scores).mean()
+        target = self.hparams.get("label_smoothing", 1.0)
+        if target == 1.0:
+            real_term = nn.functional.softplus(-real_scores).mean()
+        else:  # BCE with target t: -t log sigmoid(d) - (1 - t) log(1 - sigmoid(d))
+            real_term = (target * nn.functional.softplus(-real_scores)
+                         + (1.0 - target) * nn.functional.softplus(real_scores)).mean()
+        return real_term + nn.functional.softplus(fake_scores).mean()
 
     def g_loss(self, fake_scores):
         return nn.functional.softplus(-fake_scores).mean()

@@ -17,7 +17,6 @@ used 64 for both nets), so the default run (4000 generator steps, batch 50 as
 in that script) fits in about ten minutes on two CPU cores; use
 ``--set d_width=64`` for the paper's size.
 """
-from ..distributed import unwrap
 from ..hookspecs import hookimpl
 from ..ops import gradient_penalty
 from .base import COMMON_DEFAULTS, TOY_DEFAULTS, TwoPlayerVariant
@@ -42,8 +41,7 @@ class WGANGP(TwoPlayerVariant):
         return -fake_scores.mean()
 
     def d_regularizer(self, nets, real, fake, labels):
-        # The plain critic, not its DDP wrapper: see ganzoo.distributed.unwrap.
-        critic = unwrap(nets["D"])
+        critic = nets["D"]
         penalty, grad_norm = gradient_penalty(
             lambda x: critic(x, labels), real, fake, weight=self.hparams["gp_weight"]
         )

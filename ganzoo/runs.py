@@ -1,0 +1,231 @@
+"""Starting and continuing runs: ``train()`` and ``resume()`` (``ganzoo train``).
+
+Everything is validated, and the data loaded, before a run directory is
+created or changed, so a bad input leaves nothing behind; then the
+:class:`~ganzoo.trainer.Trainer` runs.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .checkpoint import CHECKPOINT_DIR, load_checkpoint
+from .data.base import Dataset
+from .distributed import DistContext, barrier, broadcast_object, init_from_env, shutdown
+from .errors import GanzooError
+from .io import atomic_write, check_writable_dir
+from .precision import check_precision
+from .registry import VARIANTS, create_dataset, create_variant, split_dataset_name
+from .trainer import RunResult, Trainer, TrainOptions, cuda_available, resolve_device
+from .variant import Variant, coerce_hparam
+
+
+def default_run_dir(variant: str, dataset: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{variant}-{dataset}-{stamp}"
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    """Refuse an unwritable directory or one that already holds a run, before any work."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise GanzooError(f"--out {run_dir} is a file; pass a directory")
+    if (run_dir / "config.json").exists():
+        raise GanzooError(f"{run_dir} already holds a run; pass another --out, remove it, "
+                          f"or continue it with --resume {run_dir}")
+    try:
+        check_writable_dir(run_dir)
+    except OSError as exc:
+        raise GanzooError(f"cannot write to --out {run_dir}: {exc}; choose a writable directory") from None
+
+
+def _write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    atomic_write(run_dir / "config.json", lambda h: h.write((json.dumps(config, indent=2) + "\n").encode()))
+
+
+def _stored_options(dataset_options: dict[str, Any]) -> dict[str, Any]:
+    """Dataset options as config.json keeps them (absolute paths, so a resume works from anywhere)."""
+    return {k: str(Path(v).expanduser().resolve()) if k == "data_dir" else v
+            for k, v in dataset_options.items()}
+
+
+def train(variant: str, dataset: str | None = None, *, out: str | Path | None = None,
+          hparams: dict[str, Any] | None = None, options: TrainOptions | None = None,
+          dataset_options: dict[str, Any] | None = None) -> RunResult:
+    """Train ``variant`` on ``dataset`` (default: the variant's default dataset).
+
+    ``hparams`` overrides the variant's hyperparameters (``steps``,
+    ``batch_size``, ``lr_g``, ...); ``dataset_options`` are passed to the
+    dataset (``data_dir``, ``image_size``, ``channels``). Everything is
+    validated, and the data loaded (or downloaded), before the run directory
+    is created, so a bad input leaves nothing behind.
+    """
+    options = options or TrainOptions()
+    options.precision = options.precision or "fp32"
+    options.validate()
+    variant_cls = VARIANTS.get(variant)
+    dataset_name = dataset or variant_cls.default_dataset
+    dataset_options = {k: v for k, v in (dataset_options or {}).items() if v is not None}
+    dataset_name, data_dir = split_dataset_name(dataset_name)  # folder:PATH
+    if data_dir is not None:
+        dataset_options["data_dir"] = data_dir
+    data = create_dataset(dataset_name, seed=options.seed, **dataset_options)
+    model = create_variant(variant, data.spec, **(hparams or {}))
+    if options.eval_every:  # fail now, not at the first evaluation
+        from .evaluation.api import check_evaluable
+
+        check_evaluable(data.spec, model.conditional, options.eval_n, dataset_name)
+    dist, device = init_from_env(resolve_device(options.device))
+    # Every rank checks the same things, so a bad input stops all of them alike.
+    check_precision(options.precision, device)
+    run_dir = Path(out) if out is not None else broadcast_object(default_run_dir(variant, dataset_name), dist)
+    prepare_run_dir(run_dir)
+    _check_batch(model, data, options, dist)
+    _check_networks(model, data)
+    _prepare_data(data, device, dist)
+
+    config = {
+        "ganzoo_version": __version__,
+        "variant": variant,
+        "variant_plugin": VARIANTS.entry(variant).plugin,
+        "dataset": dataset_name,
+        "data": data.spec.to_dict(),
+        "dataset_options": _stored_options(dataset_options),
+        "hparams": model.hparams,
+        "seed": options.seed,
+        "device": str(device),
+        "options": {k: getattr(options, k)
+                    for k in ("sample_every", "ckpt_every", "log_every", "grid_size", "eval_every", "eval_n",
+                               "precision")},
+        "torch_version": str(torch.__version__),  # TorchVersion is not weights_only-safe
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_config(run_dir, config)
+    try:
+        return Trainer(model, data, run_dir, options, config, dist=dist, device=device).run()
+    finally:
+        shutdown()
+
+
+def _check_batch(model: Variant, data: Dataset, options: TrainOptions, dist: DistContext) -> None:
+    shards = dist.world * options.accumulate
+    if model.batch_size % shards:
+        raise GanzooError(f"batch size {model.batch_size} does not split into {dist.world} rank(s) x "
+                          f"{options.accumulate} micro-batch(es); use a multiple of {shards}")
+    multiple = model.toolkit.batch_multiple()  # e.g. pack=M: every micro-batch splits into packs
+    if (model.batch_size // shards) % multiple:
+        raise GanzooError(f"each micro-batch of {model.batch_size // shards} must be a multiple of {multiple} "
+                          f"(pack x minibatch_std); use a batch size that is a multiple of {shards * multiple}")
+    if model.batch_size > (data.spec.size or model.batch_size):
+        raise GanzooError(f"batch size {model.batch_size} exceeds the {data.spec.size} examples of {data.name!r}")
+
+
+def _check_networks(model: Variant, data: Dataset) -> None:
+    """Build the nets once, so an option the nets cannot take fails before anything is written."""
+    with torch.random.fork_rng(devices=[]):
+        model.networks(data.spec)
+
+
+def _prepare_data(data: Dataset, device: torch.device, dist: DistContext) -> None:
+    """Rank 0 loads (and downloads, caches) first; the others then read its cache."""
+    if dist.is_main:
+        data.prepare(device)
+    barrier(dist)
+    if not dist.is_main:
+        data.prepare(device)
+
+
+#: Hyperparameters a resume may change without --force (extending a run is routine).
+FREE_ON_RESUME = frozenset({"steps"})
+
+
+def resume(path: str | Path, *, variant: str | None = None, dataset: str | None = None,
+           hparams: dict[str, Any] | None = None, options: TrainOptions | None = None,
+           dataset_options: dict[str, Any] | None = None, force: bool = False) -> RunResult:
+    """Continue a run from its newest valid checkpoint (or the checkpoint ``path``).
+
+    Asking for another variant, dataset or data shape is refused with the
+    differences listed; other hyperparameter changes (e.g. the learning rate)
+    need ``force`` and are logged in metrics.jsonl and config.json. ``steps``
+    may always be raised to extend a run.
+    """
+    options = options or TrainOptions()
+    options.validate()
+    path = Path(path)
+    payload = load_checkpoint(path)
+    checkpoint_path = Path(payload["path"])
+    run_dir = checkpoint_path.parent.parent
+    saved = payload["config"]
+    options.seed = int(saved["seed"])  # the RNG state comes from the checkpoint anyway
+    # Like the device: the run's own precision unless another is asked for.
+    options.precision = options.precision or saved.get("options", {}).get("precision", "fp32")
+
+    fixed: list[str] = []
+    if variant is not None and variant != saved["variant"]:
+        fixed.append(f"variant {saved['variant']!r} -> {variant!r}")
+    if dataset is not None and dataset != saved["dataset"]:
+        fixed.append(f"dataset {saved['dataset']!r} -> {dataset!r}")
+    wanted_options = _stored_options({k: v for k, v in (dataset_options or {}).items() if v is not None})
+    for key, value in wanted_options.items():
+        if saved.get("dataset_options", {}).get(key) != value:
+            fixed.append(f"--{key.replace('_', '-')} {saved.get('dataset_options', {}).get(key)!r} -> {value!r}")
+    variant_cls = VARIANTS.get(saved["variant"])
+    new_hparams = dict(saved["hparams"])
+    forced: dict[str, Any] = {}
+    for key, value in (hparams or {}).items():
+        known = variant_cls.known_hparams()
+        value = coerce_hparam(key, value, known[key]) if key in known else value
+        old = new_hparams.get(key)
+        if isinstance(old, list):
+            old = tuple(old)
+        if old != value:
+            new_hparams[key] = value
+            if key not in FREE_ON_RESUME:
+                forced[key] = [old, value]
+    if fixed:
+        raise GanzooError(f"cannot resume {run_dir} with a different setup: {'; '.join(fixed)} "
+                          "(start a new run instead)")
+    if forced and not force:
+        listed = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in forced.items())
+        raise GanzooError(f"resuming {run_dir} would change {listed}; add --force to apply the change")
+
+    data = create_dataset(saved["dataset"], seed=options.seed, **saved.get("dataset_options", {}))
+    model = create_variant(saved["variant"], data.spec, **new_hparams)
+    if list(data.spec.shape) != list(saved["data"]["shape"]):
+        raise GanzooError(f"cannot resume {run_dir}: the data now has shape {list(data.spec.shape)}, "
+                          f"the run was trained on {saved['data']['shape']}")
+    if int(payload["step"]) >= model.steps:
+        raise GanzooError(f"{run_dir} already finished {payload['step']} of {model.steps} steps; "
+                          f"raise --steps to train further")
+    if options.device == "auto":
+        # Continue on the kind of device the run trained on, so the batch stream and
+        # the RNG continue exactly; a CUDA run continues on the CPU only where no GPU is.
+        trained_on = torch.device(saved.get("device", "cpu")).type
+        if trained_on == "cpu" or (trained_on == "cuda" and cuda_available()):
+            options.device = trained_on
+    dist, device = init_from_env(resolve_device(options.device))
+    check_precision(options.precision, device)
+    _check_batch(model, data, options, dist)
+    _check_networks(model, data)
+    _prepare_data(data, device, dist)
+    config = dict(saved, hparams=model.hparams, device=str(device),
+                  options={**saved.get("options", {}), "precision": options.precision})
+    if forced:
+        config["forced_on_resume"] = saved.get("forced_on_resume", []) + [{"step": payload["step"], **forced}]
+    if dist.is_main:
+        _write_config(run_dir, config)
+        for stale in (run_dir / CHECKPOINT_DIR).glob(".*.tmp"):  # left by a process killed mid-write
+            stale.unlink(missing_ok=True)
+    note = {"checkpoint": checkpoint_path.name, **({"forced": forced} if forced else {})}
+    try:
+        return Trainer(model, data, run_dir, options, config, dist=dist, device=device).run(
+            resume=payload, resume_note=note)
+    finally:
+        shutdown()
