@@ -32,7 +32,8 @@ def cmd_check(args) -> int:
 
     hparams: dict[str, Any] = {key: parse_hparam_text(value) for key, value in args.overrides}
     try:
-        report = check_variant(args.variant, hparams=hparams, steps=args.steps, seed=args.seed)
+        report = check_variant(args.variant, hparams=hparams, steps=args.steps, seed=args.seed,
+                               toolkit=not args.no_toolkit)
     except UnknownNameError as exc:
         # A plugin that failed before registering anything may be the one that
         # provides this name: say so rather than only "unknown".
@@ -57,12 +58,15 @@ def add_command(subparsers, parser_class=None) -> None:
         "check", help="check that a variant keeps the plugin contract",
         description="Run VARIANT through ganzoo's trainer on tiny vector and image data (grayscale "
                     "and RGB, 28x28 and 32x32; labeled when conditional) on the CPU: build, a few "
-                    "training steps, sampling, determinism, a checkpoint round trip and an exact resume. "
+                    "training steps, sampling, determinism, a checkpoint round trip and an exact resume; "
+                    "then each toolkit feature the variant takes, and bf16, with an exact resume. "
                     "Exit code 2 when a check fails.")
     p.add_argument("variant", metavar="VARIANT", help="a name from `ganzoo list`")
     p.add_argument("--steps", type=_positive_int, default=2, help="generator steps per run (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
     p.add_argument("--set", dest="overrides", type=_key_value, nargs="+", action="extend", default=[],
                    metavar="KEY=VALUE", help="override a hyperparameter (after the kit's small widths)")
+    p.add_argument("--no-toolkit", action="store_true",
+                   help="skip the toolkit checks (each training feature the variant takes, and bf16)")
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.set_defaults(handler=cmd_check)

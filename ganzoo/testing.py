@@ -35,7 +35,9 @@ unlabeled data otherwise:
   fresh variant built from the JSON config accepts its state and samples identically;
 * **resume**: ``steps`` steps then ``ganzoo train --resume`` for one more equal
   ``steps + 1`` steps in one run (state a variant keeps outside its nets,
-  optimisers and ``TrainState.extra`` shows up here).
+  optimisers and ``TrainState.extra`` shows up here);
+* **toolkit**: every toolkit feature the variant lists, switched on, and
+  ``--precision bf16``: train and an exact resume on 1x28x28 images.
 
 Widths are shrunk for speed (``QUICK_HPARAMS``, applied only to the
 hyperparameters a variant has) and the batch is 8, so a variant checks in
@@ -302,8 +304,9 @@ class _CaseChecks:
     """The build, train, sampling, determinism, checkpoint and resume checks for one data case."""
 
     def __init__(self, cls: type[Variant], case: DataCase, hparams: dict[str, Any],
-                 seed: int, workdir: Path):
+                 seed: int, workdir: Path, precision: str = "fp32"):
         self.cls, self.case, self.hparams, self.seed = cls, case, hparams, seed
+        self.precision = precision
         self.workdir = workdir
         self.classes = 3 if cls.conditional else None
         self.spec = tiny_dataset(case.shape, self.classes).spec
@@ -316,7 +319,7 @@ class _CaseChecks:
         from .trainer import Trainer, TrainOptions
 
         options = TrainOptions(device="cpu", seed=self.seed, sample_every=0, ckpt_every=0,
-                               log_every=1, grid_size=16, progress=False)
+                               log_every=1, grid_size=16, progress=False, precision=self.precision)
         config = {"variant": self.cls.name, "hparams": variant.hparams, "data": self.spec.to_dict(),
                   "seed": self.seed}
         # Through JSON, as config.json is: tuples come back as lists.
@@ -325,11 +328,11 @@ class _CaseChecks:
 
     def build(self) -> str:
         variant = self.cls(self.spec, **self.hparams)
-        nets = variant.build(self.spec)
+        nets = variant.networks(self.spec)
         _require(isinstance(nets, nn.ModuleDict),
                  f"build() returned {type(nets).__name__}, expected torch.nn.ModuleDict")
         _require(len(list(nets.parameters())) > 0, "build() returned networks without parameters")
-        optimizers = variant.make_optimizers(nets)
+        optimizers = variant.optimizers_for(nets)
         _require(isinstance(optimizers, dict) and optimizers,
                  "make_optimizers() must return a non-empty dict of torch.optim.Optimizer")
         owned = {id(p) for p in nets.parameters()}
@@ -355,6 +358,16 @@ class _CaseChecks:
                  f"generate() returned shape {tuple(out.shape)}, expected {expected}")
         described = ", ".join(p.name + (f" x{p.repeats}" if p.repeats > 1 else "") for p in phases)
         return f"nets {', '.join(nets)}; optimisers {', '.join(optimizers)}; phases {described}"
+
+    def applicable(self) -> str | None:
+        """None when the variant takes these options on this data, else why not (a skip)."""
+        try:
+            variant = self.cls(self.spec, **self.hparams)
+            with torch.random.fork_rng(devices=[]):
+                variant.networks(self.spec)
+        except GanzooError as exc:
+            return str(exc)
+        return None
 
     def _train_once(self, run_dir: Path) -> _Run:
         variant = self.cls(self.spec, **self.hparams)
@@ -439,12 +452,12 @@ class _CaseChecks:
         _require(restored.hparams == run.variant.hparams,
                  "hyperparameters change when read back from config.json: "
                  f"{restored.hparams} != {run.variant.hparams}")
-        nets = restored.build(spec)
+        nets = restored.networks(spec)
         try:
             nets.load_state_dict(payload["nets"])
         except RuntimeError as exc:
             raise CheckFailed(f"the saved nets do not load into a fresh build(): {str(exc).splitlines()[0]}")
-        optimizers = restored.make_optimizers(nets)
+        optimizers = restored.optimizers_for(nets)
         _require(set(optimizers) == set(payload["optimizers"]),
                  f"saved optimisers {sorted(payload['optimizers'])} != {sorted(optimizers)}")
         for key, opt in optimizers.items():
@@ -513,15 +526,42 @@ def _contract(cls: type[Variant], hparams: dict[str, Any]) -> str:
     return detail
 
 
+#: The data the toolkit checks run on (every toolkit feature applies to images).
+TOOLKIT_CASE = DataCase("image 1x28x28", (1, 28, 28))
+
+
+def _check_toolkit(cls: type[Variant], runner: _Runner, hparams: dict[str, Any], seed: int,
+                   root: Path, contract_ok: bool) -> None:
+    """Each toolkit feature the variant lists, switched on, and then bf16: a short run and an exact resume."""
+    from .toolkit import features
+
+    settings = [(f"toolkit {f.name}", f.check_settings, "fp32") for f in features().values() if f.name in cls.features]
+    settings.append(("precision bf16", {}, "bf16"))
+    for label, extra, precision in settings:
+        checks = _CaseChecks(cls, TOOLKIT_CASE, {**hparams, **extra}, seed,
+                             root / re.sub(r"[^a-z0-9]+", "-", label), precision=precision)
+        why = checks.applicable() if contract_ok else "needs the contract check to pass"
+        shown = " ".join(f"{k}={v}" for k, v in extra.items()) or precision
+        trained = runner.run(f"{label}: train", lambda c=checks, s=shown: f"{s}: {c.train()}", why is None,
+                             f"does not apply: {why}")
+        runner.run(f"{label}: resume", checks.resume, trained,
+                   "does not apply" if why is not None else "needs a training run")
+
+
 def check_variant(variant: str | type[Variant], *, hparams: dict[str, Any] | None = None,
                   steps: int = 2, seed: int = 0, cases: tuple[DataCase, ...] = DATA_CASES,
-                  workdir: str | Path | None = None) -> Report:
+                  workdir: str | Path | None = None, toolkit: bool = True) -> Report:
     """Run the conformance checks on ``variant`` (a registered name or a Variant subclass).
 
     hparams: overrides applied after :data:`QUICK_HPARAMS` (e.g. ``{"arch": "mlp"}``).
     steps: generator steps per training run. seed: the seed of every run.
     cases: the data to run on (default :data:`DATA_CASES`).
     workdir: where run directories go (default: a temporary folder, removed after).
+    toolkit: also run each toolkit feature the variant lists (``features``),
+    switched on with its ``check_settings``, and ``--precision bf16``, on
+    1x28x28 images: a short run and an exact resume each. A feature the
+    variant cannot take on that data (e.g. minibatch_std with an MLP critic)
+    is a skip that says why.
     An unknown or unavailable name, or an override the variant does not have,
     raises :class:`ganzoo.GanzooError` (naming the plugin when the plugin is
     broken); every other problem is a failed check.
@@ -554,6 +594,8 @@ def check_variant(variant: str | type[Variant], *, hparams: dict[str, Any] | Non
                 for name, check in (("sampling", checks.sampling), ("determinism", checks.determinism),
                                     ("checkpoint", checks.checkpoint), ("resume", checks.resume)):
                     runner.run(f"{label}: {name}", check, trained, "needs a training run")
+            if toolkit:
+                _check_toolkit(cls, runner, overrides, seed, root / "toolkit", contract_ok)
     finally:
         torch.set_num_threads(threads)
     report.seconds = time.perf_counter() - start

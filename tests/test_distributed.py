@@ -112,3 +112,49 @@ def test_more_ranks_than_gpus_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(GanzooError, match="LOCAL_RANK 1 has no GPU.*1 CUDA device.*--device cpu"):
         init_from_env(torch.device("cuda"))
+
+
+def test_a_regulariser_phase_of_its_own_is_exact_under_torchrun(tmp_path):
+    """A plugin's lazy R1 phase (a double backward through the plain critic, no other
+    loss in the phase) used to leave the ranks' critics apart: the trainer now
+    all-reduces every phase's gradients itself. Two ranks must equal one process
+    with --accumulate 2, with EMA and R1 from the toolkit on as well."""
+    site = tmp_path / "site"
+    site.mkdir()
+    _fake_distribution(site, "zoo_lazyr1", """
+        import torch
+        import ganzoo
+        from ganzoo.ops import r1_penalty
+
+        class LazyR1(ganzoo.TwoPlayerVariant):
+            name = "lazy-r1"
+            paper = summary = "test: R1 in a phase of its own"
+            def d_loss(self, r, f):
+                return torch.nn.functional.softplus(-r).mean() + torch.nn.functional.softplus(f).mean()
+            def g_loss(self, f):
+                return torch.nn.functional.softplus(-f).mean()
+            def phases(self, step):
+                return [*super().phases(step), ganzoo.Phase("R1", ("D",), self.r1, every=2)]
+            def r1(self, nets, batch):
+                penalty, _ = r1_penalty(lambda x: nets["D"](x), batch.real, gamma=10.0)
+                return penalty, {"loss": penalty}
+
+        @ganzoo.hookimpl
+        def register_variants(register):
+            register(LazyR1)
+    """, "lazyr1")
+    env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    args = ["--steps", "4", "--dataset", "8gaussians", *SMALL, "toy_hidden=16", "ema=0.5", "r1_gamma=1"]
+    ranked, single = tmp_path / "ranked", tmp_path / "single"
+    result = torchrun("train", "lazy-r1", "--out", str(ranked), *args, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    local = subprocess.run([sys.executable, "-m", "ganzoo", "train", "lazy-r1", "--out", str(single),
+                            "--accumulate", "2", *args], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "OMP_NUM_THREADS": "1", **env})
+    assert local.returncode == 0, local.stderr[-3000:]
+    events = [json.loads(x) for x in (ranked / "metrics.jsonl").read_text().splitlines() if "event" in x]
+    assert {"event": "ranks_consistent", "step": 4, "world": 2} in events
+    a, b = parameters(ranked), parameters(single)
+    assert "G_ema.body.0.weight" in a
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
