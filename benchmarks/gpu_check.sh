@@ -6,7 +6,8 @@
 # 2. builds the C++/CUDA extension for this GPU (`ganzoo ops` says which backend runs),
 # 3. runs the tests that need CUDA (skipped elsewhere),
 # 4. times the fused ops against eager PyTorch (`ganzoo bench --device cuda`, Markdown),
-# 5. trains dcgan for 50 steps under torchrun with the NCCL backend (1 process per GPU).
+# 5. trains dcgan for 50 steps under torchrun with the NCCL backend (1 process per GPU),
+# 6. trains wgan-gp for 2000 steps in fp32, bf16 and fp16: finite?, speed, peak memory.
 # The bench tables go to $OUT, one log per stage to $LOGS (default $OUT); the exit status is the number of failed stages.
 set -u -o pipefail
 OUT=${OUT:-/tmp/gpu-check}
@@ -37,5 +38,7 @@ cat "$OUT/bench-cuda.md"
 stage torchrun-nccl 180 $PY -m torch.distributed.run --standalone --nproc-per-node 1 -m ganzoo train dcgan \
   --device cuda --steps 50 --out /tmp/gpu-check-ddp --sample-every 0 --quiet
 grep -h "ranks_consistent\|backend" /tmp/gpu-check-ddp/metrics.jsonl /tmp/gpu-check-ddp/config.json 2>/dev/null | head -3
+stage precision 540 sh -c "$PY benchmarks/precision_runs.py --device cuda --steps 2000 > '$OUT/precision-cuda.md'"
+cat "$OUT/precision-cuda.md"
 echo "failed stages: $failed"
 exit $failed

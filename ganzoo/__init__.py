@@ -11,6 +11,10 @@ Public API for users and plugin authors::
     def register_variants(register):
         register(MyVariant)
 
+Public modules besides these names: ``ganzoo.ops`` (fused LeakyReLU, gradient
+penalty and R1), ``ganzoo.toolkit`` (the training features: EMA, schedules,
+DiffAugment, packing, ...) and ``ganzoo.nets`` (the built-in networks).
+
 Imports are lazy: ``import ganzoo`` loads neither torch-heavy modules nor plugins.
 """
 from __future__ import annotations

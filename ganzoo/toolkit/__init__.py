@@ -151,6 +151,16 @@ class Toolkit:
         self.active = [f for f in features().values() if f.name in listed and f.enabled(variant.hparams)]
 
     def validate(self) -> None:
+        hp = self.variant.hparams
+        for feature in features().values():
+            if feature.name not in self.variant.features or feature in self.active:
+                continue
+            # A secondary option of a feature that is off would silently do nothing.
+            idle = [k for k, off in feature.hparams.items() if hp.get(k, off) != off]
+            if idle:
+                main = next(iter(feature.hparams))
+                raise GanzooError(f"{idle[0]}={hp[idle[0]]} has no effect while {feature.name} is off; "
+                                  f"also set {main} (see the README's training toolkit table) or drop {idle[0]}")
         for feature in self.active:
             feature.validate(self.variant)
 

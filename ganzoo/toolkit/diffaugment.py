@@ -29,6 +29,8 @@ POLICIES = ("color", "translation", "cutout")
 def parse_policy(text: str) -> tuple[str, ...]:
     """"color,translation" -> ("color", "translation"); unknown names raise ValueError."""
     names = tuple(p.strip() for p in text.split(",") if p.strip())
+    if not names:
+        raise ValueError(f"no policy in {text!r}; use any of {', '.join(POLICIES)} (comma-separated)")
     unknown = [p for p in names if p not in POLICIES]
     if unknown:
         raise ValueError(f"unknown DiffAugment policy {', '.join(map(repr, unknown))}; "

@@ -74,7 +74,8 @@ class LRScheduleFeature(Feature):
         logged = {}
         for key, optimizer in state.optimizers.items():
             for group in optimizer.param_groups:
-                group["lr"] = scheduled_lr(group["initial_lr"], hp["lr_final"], state.step, variant.steps,
+                # setdefault: a variant may replace an optimiser mid-run (growing nets).
+                group["lr"] = scheduled_lr(group.setdefault("initial_lr", group["lr"]), hp["lr_final"], state.step, variant.steps,
                                            hp["lr_schedule"], hp["lr_warmup"])
             logged[f"lr/{key}"] = optimizer.param_groups[0]["lr"]
         return logged

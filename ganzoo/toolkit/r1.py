@@ -32,7 +32,7 @@ class R1Feature(Feature):
     check_settings = {"r1_gamma": 1.0, "r1_every": 2}
 
     def enabled(self, hp):
-        return hp.get("r1_gamma", 0.0) != 0.0 or hp.get("r1_every", 1) != 1
+        return hp.get("r1_gamma", 0.0) != 0.0
 
     def validate(self, variant):
         hp = variant.hparams
