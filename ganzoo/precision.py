@@ -7,9 +7,11 @@
 * ``fp16``: autocast with float16 plus a ``torch.amp.GradScaler`` (CUDA only:
   PyTorch's CPU autocast computes fp16 convolutions slowly or not at all). The
   scaler's state is checkpointed, so a resumed run continues exactly. A step
-  whose scaled gradients overflow is skipped by the scaler and the scale
-  lowered, which is routine at the start of a run; a non-finite *loss* still
-  stops training (or is skipped with ``--on-nan skip``).
+  whose loss or scaled gradients are not finite is an fp16 overflow: it is
+  skipped and the scale halved (routine at the start of a run; counted as
+  ``fp16_overflows`` in metrics.jsonl). Only when the scale has fallen below 1
+  and values still overflow does training stop as diverged (or skip the step
+  with ``--on-nan skip``): fp16's range is then too small for the run.
 
 Gradient penalties and R1 (:func:`ganzoo.ops.gradient_penalty`) stay finite:
 the penalty's inner gradient is taken w.r.t. the fp32 input, scaled by the
@@ -53,11 +55,22 @@ class Precision:
         check_precision(precision, device)
         self.precision, self.device = precision, device
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+        self.overflows = 0  # fp16 steps skipped for an overflow
 
-    @property
-    def skips_overflow(self) -> bool:
-        """fp16: a step with inf/NaN gradients is skipped by the scaler, not an error."""
-        return self.scaler is not None
+    #: Below this loss scale a non-finite value is divergence, not an fp16 overflow.
+    MIN_SCALE = 1.0
+
+    def absorb_overflow(self, optimizers: list[torch.optim.Optimizer]) -> bool:
+        """fp16: treat a non-finite loss or gradient as an overflow. Drop the step's
+        gradients and halve the scale; True if absorbed, False when the scale is
+        already below :data:`MIN_SCALE` (or without a scaler): then it is divergence."""
+        if self.scaler is None or self.scaler.get_scale() < self.MIN_SCALE:
+            return False
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        self.scaler.update(new_scale=self.scaler.get_scale() * self.scaler.get_backoff_factor())
+        self.overflows += 1
+        return True
 
     @property
     def enabled(self) -> bool:
@@ -100,8 +113,10 @@ class Precision:
 
     def state_dict(self) -> dict[str, Any]:
         return {"precision": self.precision,
-                **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {})}
+                **({"scaler": self.scaler.state_dict(), "overflows": self.overflows}
+                   if self.scaler is not None else {})}
 
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
         if self.scaler is not None and state and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
+            self.overflows = int(state.get("overflows", 0))

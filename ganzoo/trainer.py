@@ -372,11 +372,13 @@ class Trainer:
                 if all_reduce_max(float(bad_loss is not None), self.dist, self.device):
                     problem = (f"{phase.name}/loss is {bad_loss}" if bad_loss is not None
                                else f"{phase.name}/loss is not finite on another rank")
-                elif not self.precision.skips_overflow:  # fp16: the scaler skips overflowing steps itself
+                else:
                     norm = _grad_norm(optimizers)  # after the all-reduce: the same on every rank
                     if not torch.isfinite(norm):
                         problem = f"the gradient of {phase.name}/loss is {norm.item()}"
                 if problem is not None:
+                    if self.precision.absorb_overflow(optimizers):  # fp16: skip, halve the loss scale
+                        continue
                     if self.options.on_nan == "skip":
                         self.skipped_steps += 1
                         for opt in optimizers:
@@ -459,6 +461,8 @@ class Trainer:
                               "step_time": (now - interval_start) / max(interval_steps, 1), **last}
                     if self.skipped_steps:
                         record["skipped_steps"] = self.skipped_steps
+                    if self.precision.overflows:
+                        record["fp16_overflows"] = self.precision.overflows
                     log(record)
                     pending, interval_steps, interval_start = {}, 0, now
                     progress.update(state.step, {k: v for k, v in last.items() if k.endswith("/loss")})

@@ -787,3 +787,151 @@ def test_list_json_shows_toolkit_options(capsys):
     for name in ("wgan-gp", "lsgan"):
         assert "label_smoothing" not in variants[name]["hparams"]
         assert "label_smoothing" not in variants[name]["features"]
+
+
+# == 13. fp16's code path, exercised on the CPU ================================
+# The CLI refuses fp16 on a CPU (slow, and not what a user wants); the code path
+# (grad scaler, its checkpointed state, the scaled inner gradient of penalties)
+# is the same on CUDA, so these tests lift the refusal to run it here.
+@pytest.fixture
+def fp16_on_cpu(monkeypatch):
+    import ganzoo.precision
+    import ganzoo.runs
+
+    monkeypatch.setattr(ganzoo.precision, "check_precision", lambda precision, device: None)
+    monkeypatch.setattr(ganzoo.runs, "check_precision", lambda precision, device: None)
+
+
+def test_fp16_wgan_gp_is_finite_and_resumes_exactly_with_the_scaler_state(tmp_path, fp16_on_cpu):
+    hp = {**TINY, "batch_size": 16, "d_spectral_norm": True}
+    opts = dict(device="cpu", progress=False, sample_every=0, ckpt_every=0, log_every=1, precision="fp16")
+    straight = ganzoo.train("wgan-gp", "digits", out=tmp_path / "straight", hparams={**hp, "steps": 4},
+                            options=TrainOptions(**opts))
+    assert all(math.isfinite(v) for v in straight.last_metrics.values())
+    saved = load_checkpoint(tmp_path / "straight")
+    assert saved["precision"]["precision"] == "fp16" and "scale" in saved["precision"]["scaler"]
+    ganzoo.train("wgan-gp", "digits", out=tmp_path / "stopped", hparams={**hp, "steps": 2},
+                 options=TrainOptions(**opts))
+    from ganzoo.runs import resume
+
+    resume(tmp_path / "stopped", hparams={"steps": 4}, options=TrainOptions(**{**opts, "precision": None}))
+    resumed = load_checkpoint(tmp_path / "stopped")
+    assert resumed["precision"] == saved["precision"]  # the run's own precision and the scaler state
+    _assert_same_nets(saved, resumed)
+
+
+def test_penalty_inner_gradient_survives_fp16_at_the_loss_scale():
+    """A critic whose input gradient (about 1e-8) underflows in fp16 gives a zero R1
+    norm unless the inner gradient is taken at the loss scale, as gradient_penalty
+    does under fp16 (PyTorch's AMP recipe for gradient penalties)."""
+    import ganzoo.precision
+    from ganzoo.ops import gradient_penalty
+
+    critic = nn.Sequential(nn.Linear(4, 4, bias=False), nn.Linear(4, 1, bias=False))
+    with torch.no_grad():
+        for layer in critic:
+            layer.weight.fill_(5e-5)  # representable in fp16; their product underflows
+    real = torch.randn(6, 4)
+    _, expected = gradient_penalty(lambda x: critic(x).squeeze(1), real, None, weight=1.0, center=0.0)
+    norms = {}
+    for scale in (1.0, 2.0**10):
+        ganzoo.precision._active_scale[0] = scale
+        try:
+            with torch.autocast("cpu", dtype=torch.float16):
+                _, norms[scale] = gradient_penalty(lambda x: critic(x).squeeze(1), real, None, weight=1.0,
+                                                   center=0.0)
+        finally:
+            ganzoo.precision._active_scale[0] = 1.0
+    assert expected.min() > 1e-9
+    assert torch.all(norms[1.0] == 0)  # underflowed: what an unscaled fp16 penalty sees
+    torch.testing.assert_close(norms[2.0**10], expected, rtol=3e-2, atol=0)
+
+
+def test_fp16_overflow_is_skipped_and_halves_the_scale_until_it_is_divergence():
+    precision = Precision.__new__(Precision)  # an fp16 Precision on the CPU, past the CLI's refusal
+    precision.precision, precision.device, precision.overflows = "fp16", CPU, 0
+    precision.scaler = torch.amp.GradScaler("cpu", init_scale=4.0)
+    layer = nn.Linear(2, 1)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+    precision.backward(layer(torch.randn(3, 2)).sum())  # as the trainer does: scaled
+    assert precision.absorb_overflow([opt]) and precision.scaler.get_scale() == 2.0
+    assert layer.weight.grad is None and precision.overflows == 1
+    assert precision.absorb_overflow([opt]) and precision.absorb_overflow([opt])
+    assert precision.scaler.get_scale() == 0.5
+    assert not precision.absorb_overflow([opt])  # below 1: a real divergence, reported as such
+    assert precision.state_dict()["overflows"] == 3
+
+
+# == 14. A variant with nets of other names opts in by roles ====================
+class TwoWay(ganzoo.Variant):
+    """Two generators and two critics on the same 2-D data (a stand-in for CycleGAN's shape)."""
+
+    name = "test-two-way"
+    paper = summary = "test: generator_nets / critic_nets roles"
+    features = ("ema", "lr_schedule", "d_spectral_norm", "diffaug", "r1")
+    generator_nets = ("G_a", "G_b")
+    critic_nets = ("D_a", "D_b")
+    defaults = {"steps": 2, "batch_size": 8, "lr": 1e-3, "width": 8}
+
+    def build(self, spec):
+        from ganzoo.nets import MLPDiscriminator, MLPGenerator
+
+        w = self.hparams["width"]
+        return nn.ModuleDict({"G_a": MLPGenerator(2, spec.shape, w, 1), "G_b": MLPGenerator(2, spec.shape, w, 1),
+                              "D_a": MLPDiscriminator(spec.shape, w, 1), "D_b": MLPDiscriminator(spec.shape, w, 1)})
+
+    def make_optimizers(self, nets):
+        lr = self.hparams["lr"]
+        return {"G": torch.optim.Adam([*nets["G_a"].parameters(), *nets["G_b"].parameters()], lr=lr),
+                "D": torch.optim.Adam([*nets["D_a"].parameters(), *nets["D_b"].parameters()], lr=lr)}
+
+    def phases(self, step):
+        from functools import partial
+
+        from ganzoo.toolkit.r1 import r1_due
+
+        hp = self.hparams
+        r1 = hp["r1_gamma"] / 2 * hp["r1_every"] if hp["r1_gamma"] and r1_due(step, hp["r1_every"]) else 0.0
+        return [ganzoo.Phase("D", ("D",), partial(self.critic_loss, r1_weight=r1)),
+                ganzoo.Phase("G", ("G",), self.generator_loss)]
+
+    def critic_loss(self, nets, batch, r1_weight=0.0):
+        from ganzoo.ops import r1_penalty
+
+        sp = nn.functional.softplus
+        loss = 0.0
+        for g, d in (("G_a", "D_a"), ("G_b", "D_b")):
+            with torch.no_grad():
+                fake = nets[g](self.latent(len(batch), batch.real.device))
+            loss = loss + sp(-nets[d](batch.real)).mean() + sp(nets[d](fake)).mean()
+            if r1_weight:
+                loss = loss + r1_penalty(nets[d], batch.real, gamma=2 * r1_weight)[0]
+        return loss, {"loss": loss}
+
+    def generator_loss(self, nets, batch):
+        z = self.latent(len(batch), batch.real.device)
+        loss = sum(nn.functional.softplus(-nets[d](nets[g](z))).mean() for g, d in (("G_a", "D_a"), ("G_b", "D_b")))
+        return loss, {"loss": loss}
+
+    def latent(self, n, device):
+        return torch.randn(n, 2, device=device)
+
+    def generate(self, nets, z, labels=None):
+        return nets["G_a"](z)
+
+
+def test_a_variant_with_other_net_names_takes_the_toolkit_by_roles():
+    from ganzoo.testing import DataCase, check_variant
+
+    report = check_variant(TwoWay, cases=(DataCase("vector 2-d", (2,)),))
+    assert report.ok, report.format()
+    ran = {r.name for r in report.results if r.status == "pass"}
+    for feature in ("ema", "lr_schedule", "d_spectral_norm", "r1"):
+        assert f"toolkit {feature}: resume" in ran, feature
+    spec = ganzoo.DataSpec((2,), None, 100)
+    nets = TwoWay(spec, ema=0.9, d_spectral_norm=True).networks(spec)
+    assert {"G_a_ema", "G_b_ema"} <= set(nets)
+    for name in ("D_a", "D_b"):
+        assert all(parametrize.is_parametrized(m, "weight") for m in _weight_layers(nets[name]))
+    sampled = TwoWay(spec, ema=0.9).sampling_nets(nets)
+    assert sampled["G_a"] is nets["G_a_ema"] and sampled["G_b"] is nets["G_b_ema"]
