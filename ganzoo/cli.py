@@ -253,7 +253,9 @@ def cmd_sample(args) -> int:
     images = sample(loaded, n=args.n, label=args.label, seed=args.seed)
     source = Path(args.path)
     run_dir = source if source.is_dir() else source.parent.parent
-    out = args.out or run_dir / "samples" / f"sample-seed{args.seed}.png"
+    # An EMA run sampled from G itself gets its own file, so the two never overwrite each other.
+    raw_g = "-no-ema" if args.no_ema and loaded.variant.sampling_nets(loaded.all_nets) is not loaded.all_nets else ""
+    out = args.out or run_dir / "samples" / f"sample-seed{args.seed}{raw_g}.png"
     try:
         if loaded.spec.is_image:
             nrow = loaded.spec.num_classes if (loaded.variant.conditional and args.label is None

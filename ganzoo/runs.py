@@ -127,10 +127,23 @@ def _check_batch(model: Variant, data: Dataset, options: TrainOptions, dist: Dis
         raise GanzooError(f"batch size {model.batch_size} exceeds the {data.spec.size} examples of {data.name!r}")
 
 
-def _check_networks(model: Variant, data: Dataset) -> None:
-    """Build the nets once, so an option the nets cannot take fails before anything is written."""
+def _check_networks(model: Variant, data: Dataset, saved: dict[str, torch.Tensor] | None = None,
+                    forced: dict[str, Any] | None = None) -> None:
+    """Build the nets once, so an option the nets cannot take fails before anything is written;
+    on resume, also that they hold the checkpoint's tensors (``saved``) with the same shapes."""
     with torch.random.fork_rng(devices=[]):
-        model.networks(data.spec)
+        nets = model.networks(data.spec)
+    if saved is None:
+        return
+    built = {k: tuple(v.shape) for k, v in nets.state_dict().items()}
+    differ = sorted(set(built) ^ set(saved)) + sorted(k for k in set(built) & set(saved)
+                                                      if built[k] != tuple(saved[k].shape))
+    if differ:
+        cause = (f"the change of {', '.join(sorted(forced))} changes the networks"
+                 if forced else "the variant now builds other networks than the checkpoint holds")
+        raise GanzooError(f"cannot resume with these settings: {cause} ({len(differ)} tensors differ, e.g. "
+                          f"{', '.join(differ[:3])}); options such as ema (on/off), pack, minibatch_std and "
+                          "d_spectral_norm cannot change on resume: start a new run")
 
 
 def _prepare_data(data: Dataset, device: torch.device, dist: DistContext) -> None:
@@ -213,7 +226,7 @@ def resume(path: str | Path, *, variant: str | None = None, dataset: str | None 
     dist, device = init_from_env(resolve_device(options.device))
     check_precision(options.precision, device)
     _check_batch(model, data, options, dist)
-    _check_networks(model, data)
+    _check_networks(model, data, payload["nets"], forced)
     _prepare_data(data, device, dist)
     config = dict(saved, hparams=model.hparams, device=str(device),
                   options={**saved.get("options", {}), "precision": options.precision})

@@ -568,11 +568,16 @@ def check_variant(variant: str | type[Variant], *, hparams: dict[str, Any] | Non
     """
     start = time.perf_counter()
     cls, display, source = _resolve(variant)
-    unknown = sorted(set(hparams or {}) - set(cls.known_hparams()))
-    if unknown:
-        raise GanzooError(f"variant {display!r} has no hyperparameter {', '.join(map(repr, unknown))}; "
-                          f"known: {', '.join(sorted(cls.known_hparams()))}")
     report = Report(display, source)
+    try:
+        known = cls.known_hparams()  # an unknown name in `features` fails here
+    except GanzooError as exc:
+        report.results.append(CheckResult("contract", "fail", str(exc)))
+        report.seconds = time.perf_counter() - start
+        return report
+    unknown = sorted(set(hparams or {}) - set(known))
+    if unknown:
+        raise GanzooError(cls._unknown_hparam(unknown[0], known))
     runner = _Runner(report)
     overrides = quick_hparams(cls, hparams, steps)
     contract_ok = runner.run("contract", lambda: _contract(cls, overrides))

@@ -711,6 +711,11 @@ BAD = [
     (["dcgan", "--set", "lr_final=0.001"], "lr_final=0.001 has no effect while lr_schedule is off"),
     (["dcgan", "--set", "sn_power_iterations=2"], "has no effect while d_spectral_norm is off"),
     (["dcgan", "--set", "diffaug=,"], "diffaug: no policy in ','"),
+    (["dcgan", "--set", "diffaug=color,,cutout"], "has an empty or repeated entry"),
+    (["dcgan", "--set", "diffaug=color,color"], "has an empty or repeated entry"),
+    (["dcgan", "--set", "ema=0.9", "ema_start=4"], "ema_start must be >= 0 and below steps (4)"),
+    (["dcgan", "--set", "lr_schedule=linear", "lr_decay_start=9"], "lr_decay_start must be >= 0 and below steps"),
+    (["dcgan", "--set", "lr_decay_start=2"], "lr_decay_start=2 has no effect while lr_schedule is off"),
 ]
 
 
@@ -935,3 +940,65 @@ def test_a_variant_with_other_net_names_takes_the_toolkit_by_roles():
         assert all(parametrize.is_parametrized(m, "weight") for m in _weight_layers(nets[name]))
     sampled = TwoWay(spec, ema=0.9).sampling_nets(nets)
     assert sampled["G_a"] is nets["G_a_ema"] and sampled["G_b"] is nets["G_b_ema"]
+
+
+# == 15. Review findings: resume, roles, CycleGAN's schedule ====================
+@pytest.mark.parametrize("change", [["pack=2"], ["ema=0.9"], ["minibatch_std=4"], ["d_spectral_norm=true"]])
+def test_an_option_that_changes_the_networks_cannot_change_on_resume(tmp_path, capsys, change):
+    run = tmp_path / "run"
+    assert _cli_train(run, "dcgan", steps=2, sets=TINY_SET) == 0
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    config = (run / "config.json").read_text()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--steps", "4", "--quiet", "--force", "--set", *change]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "changes the networks" in err and change[0].split("=")[0] in err, err
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+    assert (run / "config.json").read_text() == config
+
+
+def test_a_role_that_names_no_built_net_is_a_clear_error():
+    class BadRole(TwoWay):
+        name = "test-bad-role"
+        critic_nets = ("D_a", "D_c")
+
+    spec = ganzoo.DataSpec((2,), None, 100)
+    with pytest.raises(ganzoo.GanzooError, match="names 'D_c' in critic_nets, but build\\(\\) returned"):
+        BadRole(spec, d_spectral_norm=True).networks(spec)
+    from ganzoo.testing import DataCase, check_variant
+
+    report = check_variant(BadRole, hparams={"d_spectral_norm": True}, cases=(DataCase("vector 2-d", (2,)),),
+                           toolkit=False)
+    assert not report.ok and "critic_nets" in report.format()
+
+
+def test_an_unknown_feature_name_is_a_failed_contract_check():
+    from ganzoo.testing import check_variant
+
+    class Typo(TwoWay):
+        name = "test-typo"
+        features = ("emma",)
+
+    report = check_variant(Typo)
+    assert not report.ok and "unknown toolkit feature 'emma'" in report.format()
+
+
+def test_cyclegan_schedule_constant_then_linear_from_lr_decay_start():
+    from ganzoo.toolkit.lr_schedule import lr_factor
+
+    # 10 steps, decay from step 5: 1 for steps 0-4, then 1 - (s - 5) / 5.
+    assert [lr_factor(s, 10, "linear", 0, 5) for s in range(10)] == \
+        pytest.approx([1, 1, 1, 1, 1, 1.0, 0.8, 0.6, 0.4, 0.2])
+    # With a warm-up longer than lr_decay_start, the decay starts after the warm-up.
+    assert lr_factor(1, 10, "linear", 3, 1) == pytest.approx(2 / 3)
+    assert lr_factor(3, 10, "linear", 3, 1) == 1.0
+
+
+def test_sample_with_and_without_ema_write_different_files(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _cli_train(run, "dcgan", steps=2, sets=[*TINY_SET, "ema=0.9"]) == 0
+    assert main(["sample", str(run), "--n", "4"]) == 0
+    assert main(["sample", str(run), "--n", "4", "--no-ema"]) == 0
+    out = capsys.readouterr().out
+    assert "(EMA generator)" in out
+    assert (run / "samples" / "sample-seed0.png").is_file() and (run / "samples" / "sample-seed0-no-ema.png").is_file()

@@ -100,7 +100,8 @@ def format_result(result: dict[str, Any]) -> str:
     metrics, floor = result.get("metrics", {}), result.get("floor") or {}
     rows = IMAGE_ROWS if result.get("kind") == "image" else VECTOR_ROWS
     head = (f"{result['variant']} on {result['dataset']}, step {result['step']}: "
-            f"n = {result['n']} samples (seed {result['seed']})")
+            f"n = {result['n']} samples (seed {result['seed']})"
+            + (", from the EMA generator" if result.get("ema") else ""))
     lines = [head]
     if result.get("classifier"):
         c = result["classifier"]

@@ -173,6 +173,14 @@ class Toolkit:
         return multiple
 
     def on_build(self, nets):
+        if self.active:
+            for role in ("generator", "critic"):
+                missing = [n for n in role_nets(self.variant, role) if n not in nets]
+                if missing:
+                    raise GanzooError(
+                        f"variant {self.variant.name!r} names {', '.join(map(repr, missing))} in {role}_nets, "
+                        f"but build() returned the nets {', '.join(nets)}; set {role}_nets to the names of its "
+                        f"{role}s")
         for feature in self.active:
             feature.on_build(self.variant, nets)
         return nets

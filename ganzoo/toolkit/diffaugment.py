@@ -28,9 +28,12 @@ POLICIES = ("color", "translation", "cutout")
 
 def parse_policy(text: str) -> tuple[str, ...]:
     """"color,translation" -> ("color", "translation"); unknown names raise ValueError."""
-    names = tuple(p.strip() for p in text.split(",") if p.strip())
-    if not names:
+    names = tuple(p.strip() for p in text.split(","))
+    if not any(names):
         raise ValueError(f"no policy in {text!r}; use any of {', '.join(POLICIES)} (comma-separated)")
+    if "" in names or len(set(names)) != len(names):
+        raise ValueError(f"{text!r} has an empty or repeated entry; name each policy once, e.g. "
+                         "color,translation,cutout")
     unknown = [p for p in names if p not in POLICIES]
     if unknown:
         raise ValueError(f"unknown DiffAugment policy {', '.join(map(repr, unknown))}; "

@@ -54,8 +54,9 @@ class EMAFeature(Feature):
     def validate(self, variant):
         hp = variant.hparams
         require(0.0 <= hp["ema"] < 1.0, f"ema must be in [0, 1) (e.g. 0.999; 0 turns it off), got {hp['ema']}")
-        require(hp["ema_start"] >= 0, f"ema_start must be >= 0 (the step until which G_ema copies G), "
-                                      f"got {hp['ema_start']}")
+        require(0 <= hp["ema_start"] < variant.steps,
+                f"ema_start must be >= 0 and below steps ({variant.steps}): G_ema copies G until then, "
+                f"got {hp['ema_start']}")
 
     def on_build(self, variant, nets):
         for name in role_nets(variant, "generator"):

@@ -34,7 +34,8 @@ class MinibatchStdFeature(Feature):
 
         for name in role_nets(variant, "critic"):
             layers = [m for m in nets[name].modules() if isinstance(m, MinibatchStdDev)]
+            fix = ("use --set arch=conv (image data) or drop minibatch_std" if "arch" in variant.hparams
+                   else "add a ganzoo.nets.MinibatchStdDev layer to it, or drop minibatch_std")
             require(bool(layers),
                     f"minibatch_std needs a conv critic with a minibatch-stddev layer, but {variant.name!r} "
-                    f"built {name!r} as {type(nets[name]).__name__}; use --set arch=conv (image data) "
-                    "or drop minibatch_std")
+                    f"built {name!r} as {type(nets[name]).__name__}; {fix}")
