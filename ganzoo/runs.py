@@ -142,8 +142,7 @@ def _check_networks(model: Variant, data: Dataset, saved: dict[str, torch.Tensor
         cause = (f"the change of {', '.join(sorted(forced))} changes the networks"
                  if forced else "the variant now builds other networks than the checkpoint holds")
         raise GanzooError(f"cannot resume with these settings: {cause} ({len(differ)} tensors differ, e.g. "
-                          f"{', '.join(differ[:3])}); options such as ema (on/off), pack, minibatch_std and "
-                          "d_spectral_norm cannot change on resume: start a new run")
+                          f"{', '.join(differ[:3])}); a run cannot continue with other networks: start a new run")
 
 
 def _prepare_data(data: Dataset, device: torch.device, dist: DistContext) -> None:
