@@ -99,7 +99,9 @@ def _load_all(pm: pluggy.PluginManager) -> None:
         try:
             plugin = entry_point.load()
             pm.register(plugin, name=entry_point.name)
-        except Exception as exc:  # a broken plugin must not break ganzoo
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a broken plugin (sys.exit included) must not break ganzoo
             _load_failures.append(
                 PluginFailure(entry_point.name, f"failed to load: {type(exc).__name__}: {exc}")
             )

@@ -72,7 +72,9 @@ class Registry(Generic[T]):
 
             try:
                 call(register=register)
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # SystemExit too: a plugin never ends the command
                 problem = str(exc) if isinstance(exc, GanzooError) else f"{type(exc).__name__}: {exc}"
                 failures.append(plugins.PluginFailure(plugin_name, f"{self.hook_name}: {problem}"))
                 continue

@@ -21,6 +21,7 @@ from .errors import GanzooError
 from .io import atomic_write, check_writable_dir
 from .precision import check_precision
 from .registry import VARIANTS, create_dataset, create_variant, split_dataset_name
+from .runlock import RunLock
 from .trainer import RunResult, Trainer, TrainOptions, cuda_available, resolve_device
 from .variant import Variant, coerce_hparam
 
@@ -35,13 +36,52 @@ def prepare_run_dir(run_dir: Path) -> None:
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise GanzooError(f"--out {run_dir} is a file; pass a directory")
-    if (run_dir / "config.json").exists():
-        raise GanzooError(f"{run_dir} already holds a run; pass another --out, remove it, "
-                          f"or continue it with --resume {run_dir}")
+    _refuse_a_run_there(run_dir)
     try:
         check_writable_dir(run_dir)
     except OSError as exc:
         raise GanzooError(f"cannot write to --out {run_dir}: {exc}; choose a writable directory") from None
+
+
+def _refuse_a_run_there(run_dir: Path) -> None:
+    if (run_dir / "config.json").exists():
+        raise GanzooError(f"{run_dir} already holds a run; pass another --out, remove it, "
+                          f"or continue it with --resume {run_dir}")
+
+
+def _own_run_dir(run_dir: Path, dist: DistContext, fresh: bool) -> RunLock:
+    """Rank 0 takes the run directory's lock (see ganzoo.runlock), creating the
+    directory for a fresh run; every rank raises the same error if it cannot.
+
+    A fresh run checks again, under the lock, that no other run has written its
+    config meanwhile (two runs started on one --out at once); if it created the
+    directory and cannot own it, it removes it again, so nothing is left behind.
+    """
+    lock = RunLock(run_dir)
+    problem = None
+    if dist.is_main:
+        created = not run_dir.exists()
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
+            if fresh:
+                try:
+                    _refuse_a_run_there(run_dir)
+                except GanzooError:
+                    lock.release()
+                    raise
+        except (GanzooError, OSError) as exc:
+            problem = str(exc) if isinstance(exc, GanzooError) else \
+                f"cannot write to --out {run_dir}: {exc.strerror or exc}; choose a writable directory"
+            if created:
+                try:
+                    run_dir.rmdir()  # only if empty: never another run's files
+                except OSError:
+                    pass
+    problem = broadcast_object(problem, dist)
+    if problem:
+        raise GanzooError(problem)
+    return lock
 
 
 def _write_config(run_dir: Path, config: dict[str, Any]) -> None:
@@ -105,12 +145,13 @@ def train(variant: str, dataset: str | None = None, *, out: str | Path | None = 
         "torch_version": str(torch.__version__),  # TorchVersion is not weights_only-safe
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _write_config(run_dir, config)
+    lock = _own_run_dir(run_dir, dist, fresh=True)
     try:
+        if dist.is_main:
+            _write_config(run_dir, config)
         return Trainer(model, data, run_dir, options, config, dist=dist, device=device).run()
     finally:
+        lock.release()
         shutdown()
 
 
@@ -231,13 +272,15 @@ def resume(path: str | Path, *, variant: str | None = None, dataset: str | None 
                   options={**saved.get("options", {}), "precision": options.precision})
     if forced:
         config["forced_on_resume"] = saved.get("forced_on_resume", []) + [{"step": payload["step"], **forced}]
-    if dist.is_main:
-        _write_config(run_dir, config)
-        for stale in (run_dir / CHECKPOINT_DIR).glob(".*.tmp"):  # left by a process killed mid-write
-            stale.unlink(missing_ok=True)
-    note = {"checkpoint": checkpoint_path.name, **({"forced": forced} if forced else {})}
+    lock = _own_run_dir(run_dir, dist, fresh=False)  # not while another process trains this run
     try:
+        if dist.is_main:
+            _write_config(run_dir, config)
+            for stale in (run_dir / CHECKPOINT_DIR).glob(".*.tmp"):  # left by a process killed mid-write
+                stale.unlink(missing_ok=True)
+        note = {"checkpoint": checkpoint_path.name, **({"forced": forced} if forced else {})}
         return Trainer(model, data, run_dir, options, config, dist=dist, device=device).run(
             resume=payload, resume_note=note)
     finally:
+        lock.release()
         shutdown()

@@ -1,0 +1,95 @@
+"""One owner per run directory: an exclusive lock file, ``RUN_DIR/.lock``.
+
+A fresh run and a resume both take the lock before they write anything into
+the run directory (``config.json``, logs, checkpoints) and release it when
+they end, however they end short of SIGKILL. The lock is a file created with
+``O_CREAT | O_EXCL``, which is atomic on local filesystems and on NFS (v3 and
+later), so two processes never both own a directory; it holds the owner's PID,
+host and start time, which the refusal names.
+
+A lock left by a process that died (SIGKILL, a crash of the machine) is
+recognised as stale when it names this host and a PID that no longer runs,
+and is taken over. A lock from another host cannot be checked from here: the
+message says which host and PID hold it, and to remove the file if that
+process is gone.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .errors import GanzooError
+
+LOCK_NAME = ".lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+def _holder(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class RunLock:
+    """The lock of ``run_dir``; :meth:`acquire` raises GanzooError when another process holds it."""
+
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir) / LOCK_NAME
+        self.owned = False
+
+    def acquire(self) -> "RunLock":
+        me = {"pid": os.getpid(), "host": socket.gethostname(),
+              "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        for _ in range(2):  # a second try after removing a stale lock
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = _holder(self.path)
+                if holder and holder.get("host") == me["host"] and not _pid_alive(int(holder.get("pid", -1))):
+                    self.path.unlink(missing_ok=True)  # its owner died without releasing it
+                    continue
+                raise GanzooError(self._busy_message(holder)) from None
+            except OSError as exc:
+                raise GanzooError(f"cannot lock {self.path.parent}: {exc.strerror or exc}") from None
+            with os.fdopen(fd, "w") as handle:
+                json.dump(me, handle)
+            self.owned = True
+            return self
+        raise GanzooError(self._busy_message(_holder(self.path)))
+
+    def _busy_message(self, holder: dict | None) -> str:
+        if not holder:
+            who = "another process (its lock file is empty or unreadable: it may be starting)"
+        else:
+            who = f"process {holder.get('pid')} on {holder.get('host')} (since {holder.get('since')})"
+        return (f"{self.path.parent} is in use by {who}; wait for it to finish, or if that process is gone, "
+                f"remove {self.path}")
+
+    def release(self) -> None:
+        if self.owned:
+            holder = _holder(self.path)
+            if holder is None or holder.get("pid") == os.getpid():
+                self.path.unlink(missing_ok=True)
+            self.owned = False
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
