@@ -25,6 +25,12 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _seed(text: str) -> int:
+    if not text.isdigit() or int(text) > 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"expected a seed from 0 to {2**63 - 1:,}, got {text!r}")
+    return int(text)
+
+
 def cmd_check(args) -> int:
     from .registry import plugin_failures
     from .testing import check_variant
@@ -63,7 +69,7 @@ def add_command(subparsers, parser_class=None) -> None:
                     "Exit code 2 when a check fails.")
     p.add_argument("variant", metavar="VARIANT", help="a name from `ganzoo list`")
     p.add_argument("--steps", type=_positive_int, default=2, help="generator steps per run (default 2)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of every run (default 0)")
     p.add_argument("--set", dest="overrides", type=_key_value, nargs="+", action="extend", default=[],
                    metavar="KEY=VALUE", help="override a hyperparameter (after the kit's small widths)")
     p.add_argument("--no-toolkit", action="store_true",

@@ -41,14 +41,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+#: The largest value a count option takes: far beyond any real use, and small
+#: enough that torch, numpy and memory sizes never overflow on the way.
+MAX_COUNT = 10**9
+#: Seeds are what torch.manual_seed takes for every run-derived stream: 0 .. 2^63 - 1.
+MAX_SEED = 2**63 - 1
+
+
+def _bounded_int(low: int, high: int, what: str):
+    """An argparse type: an integer in [low, high], else a one-line usage error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {what} from {low:,} to {high:,}, got {text!r}")
+        return value
+    return parse
+
+
+_positive_int = _bounded_int(1, MAX_COUNT, "an integer")
+_seed = _bounded_int(0, MAX_SEED, "a seed")
+_batch_size = _bounded_int(1, 2**20, "a batch size")
+_image_size = _bounded_int(1, 4096, "an image side")
+_sample_count = _bounded_int(1, 10**7, "a number of samples")
 
 
 def _non_negative_int(text: str) -> int:
@@ -102,20 +119,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="dataset name, or folder:PATH (default: the variant's default, digits)")
     p.add_argument("--data-dir", type=Path,
                    help="the dataset's folder (default: $GANZOO_DATA/NAME, else ~/.cache/ganzoo/data/NAME)")
-    p.add_argument("--image-size", type=_positive_int, help="resize and centre-crop images to this side")
+    p.add_argument("--image-size", type=_image_size, help="resize and centre-crop images to this side")
     p.add_argument("--channels", type=int, choices=(1, 3), help="1: grayscale, 3: RGB")
     p.add_argument("--steps", type=_positive_int, help="generator steps (default: the variant's)")
-    p.add_argument("--batch-size", type=_positive_int, help="examples per batch")
+    p.add_argument("--batch-size", type=_batch_size, help="examples per batch")
     p.add_argument("--lr", type=_positive_float, help="learning rate of both G and D")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     p.add_argument("--out", type=Path, help="run directory (default: runs/VARIANT-DATASET-TIME)")
     p.add_argument("--keep", type=_non_negative_int, default=3,
                    help="checkpoints kept on disk, newest first; 0 keeps all (default 3)")
     p.add_argument("--eval-every", type=_non_negative_int, default=0,
                    help="evaluate quality every N steps into metrics.jsonl (see `ganzoo eval`); 0: never")
-    p.add_argument("--eval-n", type=_positive_int, default=2500, help="samples per evaluation (default 2500)")
-    p.add_argument("--accumulate", type=_positive_int, default=1,
+    p.add_argument("--eval-n", type=_sample_count, default=2500, help="samples per evaluation (default 2500)")
+    p.add_argument("--accumulate", type=_batch_size, default=1,
                    help="split each rank's share of a batch into N micro-batches (gradients summed)")
     p.add_argument("--sync-bn", action="store_true",
                    help="under torchrun on CUDA: BatchNorm statistics over the global batch "
@@ -141,9 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Draw samples from a run directory's newest checkpoint "
                                         "(or a given checkpoint) and save them as a PNG.")
     p.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
-    p.add_argument("--n", type=_positive_int, default=64, help="number of samples (default 64)")
+    p.add_argument("--n", type=_sample_count, default=64, help="number of samples (default 64)")
     p.add_argument("--label", type=int, help="class to draw (conditional variants)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="noise seed (default 0)")
     p.add_argument("--out", type=Path, help="PNG file (default: RUN_DIR/samples/sample-seedN.png)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--no-ema", action="store_true",

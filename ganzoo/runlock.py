@@ -26,7 +26,8 @@ from .errors import GanzooError
 LOCK_NAME = ".lock"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this PID runs on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -61,7 +62,7 @@ class RunLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = _holder(self.path)
-                if holder and holder.get("host") == me["host"] and not _pid_alive(int(holder.get("pid", -1))):
+                if holder and holder.get("host") == me["host"] and not pid_alive(int(holder.get("pid", -1))):
                     self.path.unlink(missing_ok=True)  # its owner died without releasing it
                     continue
                 raise GanzooError(self._busy_message(holder)) from None

@@ -34,13 +34,14 @@ def default_run_dir(variant: str, dataset: str) -> Path:
 def prepare_run_dir(run_dir: Path) -> None:
     """Refuse an unwritable directory or one that already holds a run, before any work."""
     run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise GanzooError(f"--out {run_dir} is a file; pass a directory")
-    _refuse_a_run_there(run_dir)
-    try:
+    try:  # a name too long for the filesystem fails already in exists()
+        if run_dir.exists() and not run_dir.is_dir():
+            raise GanzooError(f"--out {run_dir} is a file; pass a directory")
+        _refuse_a_run_there(run_dir)
         check_writable_dir(run_dir)
     except OSError as exc:
-        raise GanzooError(f"cannot write to --out {run_dir}: {exc}; choose a writable directory") from None
+        raise GanzooError(f"cannot write to --out {run_dir}: {exc.strerror or exc}; "
+                          "choose a writable directory") from None
 
 
 def _refuse_a_run_there(run_dir: Path) -> None:
@@ -172,8 +173,14 @@ def _check_networks(model: Variant, data: Dataset, saved: dict[str, torch.Tensor
                     forced: dict[str, Any] | None = None) -> None:
     """Build the nets once, so an option the nets cannot take fails before anything is written;
     on resume, also that they hold the checkpoint's tensors (``saved``) with the same shapes."""
-    with torch.random.fork_rng(devices=[]):
-        nets = model.networks(data.spec)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            nets = model.networks(data.spec)
+            model.optimizers_for(nets)  # e.g. betas outside [0, 1) are refused here, not mid-run
+    except (ValueError, TypeError, RuntimeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise GanzooError(f"variant {model.name!r} cannot build its networks and optimisers with these "
+                          f"settings: {reason}") from None
     if saved is None:
         return
     built = {k: tuple(v.shape) for k, v in nets.state_dict().items()}

@@ -65,6 +65,10 @@ from torch import nn
 from .data.base import Batch, DataSpec
 from .errors import GanzooError
 
+#: No hyperparameter is larger than this in size (a width, a batch, a step count):
+#: beyond it tensors' sizes overflow before any memory check could help.
+MAX_HPARAM = 1e9
+
 LossFn = Callable[[nn.ModuleDict, Batch], "tuple[torch.Tensor, dict[str, Any]]"]
 
 
@@ -114,7 +118,8 @@ class Variant(abc.ABC):
     vector_defaults: ClassVar[dict[str, Any]] = {}
     #: Hyperparameters that must be > 0.
     positive: ClassVar[frozenset[str]] = frozenset(
-        {"steps", "batch_size", "lr_g", "lr_d", "n_critic", "nz", "g_width", "d_width", "hidden"}
+        {"steps", "batch_size", "lr_g", "lr_d", "n_critic", "nz", "g_width", "d_width", "hidden",
+         "toy_nz", "toy_hidden"}
     )
     #: Toolkit features this variant takes (:mod:`ganzoo.toolkit`); their options
     #: become hyperparameters. These need only the roles below.
@@ -160,6 +165,9 @@ class Variant(abc.ABC):
             resolved[key] = coerce_hparam(key, value, known[key])
             if key in cls.positive and not resolved[key] > 0:
                 raise GanzooError(f"{key} must be positive, got {value!r}")
+            number = resolved[key]
+            if isinstance(number, (int, float)) and not isinstance(number, bool) and not abs(number) <= MAX_HPARAM:
+                raise GanzooError(f"{key}={value!r} is out of range (at most {MAX_HPARAM:.0e} in size)")
         return resolved
 
     @classmethod

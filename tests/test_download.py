@@ -263,3 +263,35 @@ def test_md5_constants_match_the_real_files(folder, files):
     # ensure_files accepts them in place without touching the network.
     found = ensure_files(files, path, dataset=folder, download=False)
     assert sorted(found) == sorted(r.name for r in files)
+
+
+def test_a_download_killed_by_a_signal_leaves_a_part_file_that_the_next_download_removes(server, tmp_path):
+    """SIGTERM (like SIGHUP and SIGKILL) ends a download without running its
+    cleanup; the partial file names its PID, so the next download of that file
+    removes it, while a live download's file (this process) stays."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    stalled = f"{_base(server)}/stall/a.gz"
+    code = ("import sys; from ganzoo.data.download import RemoteFile, ensure_files; "
+            f"ensure_files([RemoteFile('a.gz', '{_md5(FILES['/a.gz'])}', ('{stalled}',))], "
+            f"sys.argv[1], dataset='toy', progress=False, timeout=30)")
+    child = subprocess.Popen([sys.executable, "-c", code, str(folder)])
+    deadline = time.monotonic() + 60
+    while not list(folder.glob(".a.gz.part-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    child.wait(timeout=30)
+    left = list(folder.glob(".a.gz.part-*"))
+    assert len(left) == 1 and left[0].name.startswith(f".a.gz.part-{child.pid}-")
+    live = folder / f".a.gz.part-{os.getpid()}-busy"
+    live.write_bytes(b"a download in progress elsewhere")
+    legacy = folder / ".a.gz.part-k3j4h5"  # the naming before PIDs, from a day ago
+    legacy.write_bytes(b"old")
+    os.utime(legacy, (0, 0))
+    ensure_files([_good(server, "a.gz")], folder, dataset="toy", progress=False)
+    assert _listing(folder) == sorted(["a.gz", live.name])

@@ -2,7 +2,7 @@
 
 :func:`ensure_files` checks the files already in a folder and downloads the
 missing ones from their mirrors, in order. A download streams into a hidden
-temporary file beside its final name (``.NAME.part-XXXX``) and is renamed into
+temporary file beside its final name (``.NAME.part-PID-XXXX``) and is renamed into
 place only once its checksum matches; on any failure the temporary file is
 removed before the next mirror is tried. When every mirror fails, the error
 names the exact files to put into the folder by hand (the offline route).
@@ -14,6 +14,7 @@ import http.client
 import os
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -162,11 +163,44 @@ def _reason(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
+#: Partial files of the old naming (no PID) older than this are left-overs, not live downloads.
+_LEGACY_PART_AGE_S = 3600
+
+
+def remove_stale_parts(folder: Path, name: str) -> list[Path]:
+    """Delete ``.NAME.part-PID-XXXX`` files whose download process no longer runs.
+
+    A download killed by a signal (SIGTERM, SIGHUP, SIGKILL) cannot remove its
+    partial file; the next download of the same file does, as long as the
+    PID in the name is gone on this machine (a download still running in
+    another process keeps its file). Partial files of the old naming
+    (``.NAME.part-XXXX``, no PID) are removed once an hour old. Returns what
+    was removed.
+    """
+    from ..runlock import pid_alive
+
+    removed = []
+    for part in folder.glob(f".{name}.part-*"):
+        tag = part.name[len(f".{name}.part-"):]
+        pid_text = tag.split("-", 1)[0]
+        try:
+            stale = (not pid_alive(int(pid_text))) if pid_text.isdigit() and "-" in tag else \
+                time.time() - part.stat().st_mtime > _LEGACY_PART_AGE_S
+            if stale:
+                part.unlink()
+                removed.append(part)
+        except OSError:
+            continue
+    return removed
+
+
 def _fetch(remote: RemoteFile, url: str, folder: Path, timeout: float, progress: bool) -> Path:
     """Download ``url`` to ``folder/remote.name``, verified; raise _AttemptFailed on failure."""
     final = folder / remote.name
+    remove_stale_parts(folder, remote.name)
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{remote.name}.part-")
+        # The PID in the name lets a later download tell a dead process's file from a live one's.
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{remote.name}.part-{os.getpid()}-")
     except OSError as error:
         raise GanzooError(f"cannot write into {folder}: {_reason(error)}") from error
     done, ok, bar = 0, False, None
