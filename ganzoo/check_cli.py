@@ -27,7 +27,7 @@ def _positive_int(text: str) -> int:
 
 def _seed(text: str) -> int:
     if not text.isdigit() or int(text) > 2**63 - 1:
-        raise argparse.ArgumentTypeError(f"expected a seed from 0 to {2**63 - 1:,}, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a seed, an integer >= 0 of at most {2**63 - 1:,}, got {text!r}")
     return int(text)
 
 

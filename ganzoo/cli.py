@@ -55,17 +55,19 @@ def _bounded_int(low: int, high: int, what: str):
             value = int(text)
         except ValueError:
             value = None
-        if value is None or not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected {what} from {low:,} to {high:,}, got {text!r}")
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"expected {what} of at most {high:,}, got {text!r}")
         return value
     return parse
 
 
-_positive_int = _bounded_int(1, MAX_COUNT, "an integer")
-_seed = _bounded_int(0, MAX_SEED, "a seed")
-_batch_size = _bounded_int(1, 2**20, "a batch size")
-_image_size = _bounded_int(1, 4096, "an image side")
-_sample_count = _bounded_int(1, 10**7, "a number of samples")
+_positive_int = _bounded_int(1, MAX_COUNT, "a positive integer")
+_seed = _bounded_int(0, MAX_SEED, "a seed, an integer >= 0")
+_batch_size = _bounded_int(1, 2**20, "a positive integer")
+_image_size = _bounded_int(1, 4096, "a positive integer")
+_sample_count = _bounded_int(1, 10**7, "a positive integer")
 
 
 def _non_negative_int(text: str) -> int:

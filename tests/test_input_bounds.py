@@ -14,12 +14,12 @@ HUGE = "99999999999999999999999"
 TRAIN = ["train", "vanilla", "--steps", "1", "--quiet", "--device", "cpu", "--dataset", "8gaussians"]
 
 CASES = [
-    ([*TRAIN, "--seed", HUGE], "expected a seed from 0 to"),
-    ([*TRAIN, "--seed", "-1"], "expected a seed from 0 to"),
-    ([*TRAIN, "--batch-size", HUGE], "expected a batch size from 1 to 1,048,576"),
-    ([*TRAIN, "--eval-n", HUGE], "expected a number of samples"),
-    ([*TRAIN, "--steps", HUGE], "expected an integer from 1 to"),
-    ([*TRAIN, "--image-size", "100000"], "expected an image side from 1 to 4,096"),
+    ([*TRAIN, "--seed", HUGE], "expected a seed, an integer >= 0 of at most 9,223,372,036,854,775,807"),
+    ([*TRAIN, "--seed", "-1"], "expected a seed, an integer >= 0, got '-1'"),
+    ([*TRAIN, "--batch-size", HUGE], "expected a positive integer of at most 1,048,576"),
+    ([*TRAIN, "--eval-n", HUGE], "expected a positive integer of at most 10,000,000"),
+    ([*TRAIN, "--steps", HUGE], "expected a positive integer of at most 1,000,000,000"),
+    ([*TRAIN, "--image-size", "100000"], "expected a positive integer of at most 4,096"),
     ([*TRAIN, "--set", "betas=2,3"], "cannot build its networks and optimisers with these settings: Invalid beta"),
     ([*TRAIN, "--set", "toy_hidden=-5"], "toy_hidden must be positive"),
     ([*TRAIN, "--set", "batch_size=1e30"], "batch_size=1e+30 is out of range"),
@@ -44,11 +44,11 @@ def test_an_out_name_too_long_for_the_filesystem(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["sample", "RUN", "--n", HUGE], "expected a number of samples"),
-    (["sample", "RUN", "--seed", HUGE], "expected a seed"),
-    (["eval", "RUN", "--n", HUGE], "expected a number of samples"),
-    (["eval", "RUN", "--seed", HUGE], "expected a seed"),
-    (["check", "vanilla", "--seed", HUGE], "expected a seed"),
+    (["sample", "RUN", "--n", HUGE], "expected a positive integer of at most 10,000,000"),
+    (["sample", "RUN", "--seed", HUGE], "expected a seed, an integer >= 0"),
+    (["eval", "RUN", "--n", HUGE], "expected a positive integer of at most 10,000,000"),
+    (["eval", "RUN", "--seed", HUGE], "expected a seed, an integer >= 0"),
+    (["check", "vanilla", "--seed", HUGE], "expected a seed, an integer >= 0"),
 ])
 def test_sampling_and_checking_bound_their_numbers_too(capsys, argv, message):
     assert main(argv) == 2
