@@ -273,7 +273,7 @@ def cmd_sample(args) -> int:
     source = Path(args.path)
     run_dir = source if source.is_dir() else source.parent.parent
     # An EMA run sampled from G itself gets its own file, so the two never overwrite each other.
-    raw_g = "-no-ema" if args.no_ema and loaded.variant.sampling_nets(loaded.all_nets) is not loaded.all_nets else ""
+    raw_g = "-no-ema" if args.no_ema and loaded.has_ema else ""
     out = args.out or run_dir / "samples" / f"sample-seed{args.seed}{raw_g}.png"
     try:
         if loaded.spec.is_image:

@@ -40,8 +40,11 @@ def prepare_run_dir(run_dir: Path) -> None:
         _refuse_a_run_there(run_dir)
         check_writable_dir(run_dir)
     except OSError as exc:
-        raise GanzooError(f"cannot write to --out {run_dir}: {exc.strerror or exc}; "
-                          "choose a writable directory") from None
+        raise GanzooError(_unwritable(run_dir, exc)) from None
+
+
+def _unwritable(run_dir: Path, exc: OSError) -> str:
+    return f"cannot write to --out {run_dir}: {exc.strerror or exc}; choose a writable directory"
 
 
 def _refuse_a_run_there(run_dir: Path) -> None:
@@ -72,8 +75,7 @@ def _own_run_dir(run_dir: Path, dist: DistContext, fresh: bool) -> RunLock:
                     lock.release()
                     raise
         except (GanzooError, OSError) as exc:
-            problem = str(exc) if isinstance(exc, GanzooError) else \
-                f"cannot write to --out {run_dir}: {exc.strerror or exc}; choose a writable directory"
+            problem = str(exc) if isinstance(exc, GanzooError) else _unwritable(run_dir, exc)
             if created:
                 try:
                     run_dir.rmdir()  # only if empty: never another run's files

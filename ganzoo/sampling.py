@@ -31,6 +31,11 @@ class LoadedGenerator:
     all_nets: nn.ModuleDict | None = None
     ema: bool = False  # whether an EMA copy is what ``nets`` samples from
 
+    @property
+    def has_ema(self) -> bool:
+        """Whether the run has an EMA generator (whether or not ``nets`` uses it)."""
+        return self.all_nets is not None and self.variant.sampling_nets(self.all_nets) is not self.all_nets
+
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> LoadedGenerator:
     """Rebuild a run's variant and nets from a checkpoint (or a run dir's newest one).
@@ -47,9 +52,8 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", ema: bo
     except RuntimeError as exc:
         raise GanzooError(f"checkpoint {path} does not match variant {config['variant']!r}: {exc}") from None
     nets.eval()
-    sampled = variant.sampling_nets(nets, ema=ema)
-    uses_ema = any(sampled[k] is not nets[k] for k in sampled)
-    return LoadedGenerator(variant, sampled, spec, config, int(payload["step"]), nets, uses_ema)
+    sampled = variant.sampling_nets(nets, ema=ema)  # the nets themselves when nothing is swapped
+    return LoadedGenerator(variant, sampled, spec, config, int(payload["step"]), nets, sampled is not nets)
 
 
 def sample(path: str | Path | LoadedGenerator, n: int = 64, label: int | None = None,

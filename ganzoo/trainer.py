@@ -45,11 +45,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from . import __version__
-from .checkpoint import (CHECKPOINT_DIR, checkpoint_name, list_checkpoints, load_checkpoint, rng_state,
-                         save_checkpoint, set_rng_state)
+from .checkpoint import (CHECKPOINT_DIR, checkpoint_name, list_checkpoints, rng_state, save_checkpoint,
+                         set_rng_state)
 from .data.base import Dataset, DataSpec
 from .distributed import (SINGLE, DistContext, all_reduce_gradients, all_reduce_max, all_reduce_mean, barrier,
                           broadcast_buffers, check_consistent, sync_batchnorm)
