@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("variant", metavar="VARIANT", nargs="?",
                    help="a name from `ganzoo list` (optional with --resume)")
     p.add_argument("--resume", metavar="RUN_DIR_OR_CHECKPOINT", type=Path,
-                   help="continue a run from its newest valid checkpoint (or the given one)")
+                   help="continue a run from its newest valid checkpoint (or the given one); options "
+                        "such as --ckpt-every keep the run's own values unless given again")
     p.add_argument("--force", action="store_true",
                    help="with --resume: apply changed hyperparameters (e.g. --lr); the change is logged")
     p.add_argument("--dataset", help="dataset name, or folder:PATH (default: the variant's default, digits)")
@@ -129,12 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     p.add_argument("--out", type=Path, help="run directory (default: runs/VARIANT-DATASET-TIME)")
-    p.add_argument("--keep", type=_non_negative_int, default=3,
-                   help="checkpoints kept on disk, newest first; 0 keeps all (default 3)")
-    p.add_argument("--eval-every", type=_non_negative_int, default=0,
+    p.add_argument("--keep", type=_non_negative_int, 
+                   help="checkpoints kept on disk, newest first (and the newest with sane weights); "
+                        "0 keeps all (default 3)")
+    p.add_argument("--eval-every", type=_non_negative_int, 
                    help="evaluate quality every N steps into metrics.jsonl (see `ganzoo eval`); 0: never")
-    p.add_argument("--eval-n", type=_sample_count, default=2500, help="samples per evaluation (default 2500)")
-    p.add_argument("--accumulate", type=_batch_size, default=1,
+    p.add_argument("--eval-n", type=_sample_count, help="samples per evaluation (default 2500)")
+    p.add_argument("--accumulate", type=_batch_size, 
                    help="split each rank's share of a batch into N micro-batches (gradients summed)")
     p.add_argument("--sync-bn", action="store_true",
                    help="under torchrun on CUDA: BatchNorm statistics over the global batch "
@@ -142,14 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
                    help="fp32 (default), bf16 (autocast; CPU and CUDA) or fp16 (autocast + loss "
                         "scaling; CUDA); a resume keeps the run's own unless given")
-    p.add_argument("--on-nan", choices=("stop", "skip"), default="stop",
+    p.add_argument("--on-nan", choices=("stop", "skip"), 
                    help="a NaN/Inf loss or gradient stops training (default) or skips that step")
-    p.add_argument("--sample-every", type=_non_negative_int, default=500,
+    p.add_argument("--sample-every", type=_non_negative_int, 
                    help="write a sample grid every N steps; 0: only at the end (default 500)")
-    p.add_argument("--ckpt-every", type=_non_negative_int, default=1000,
+    p.add_argument("--ckpt-every", type=_non_negative_int, 
                    help="write a checkpoint every N steps; 0: only at the end (default 1000)")
-    p.add_argument("--log-every", type=_positive_int, default=10,
+    p.add_argument("--log-every", type=_positive_int, 
                    help="append to metrics.jsonl every N steps (default 10)")
+    # Run options (--keep ... --log-every, --precision) left out on --resume keep the run's own values.
     p.add_argument("--set", dest="overrides", type=_key_value, nargs="+", action="extend",
                    default=[], metavar="KEY=VALUE",
                    help="override a variant hyperparameter (see `ganzoo list --json`)")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
+
+from .io import atomic_write
 
 # Dark grey rather than pure black so tile edges stay visible on black-background
 # images such as MNIST-style digits.
@@ -73,9 +76,17 @@ def save_image_grid(images: torch.Tensor, path, nrow: int | None = None, padding
         if int(scale) != scale or scale < 1:
             raise ValueError(f"scale must be a positive integer, got {scale}")
         img = img.resize((img.width * int(scale), img.height * int(scale)), Image.NEAREST)
+    save_png(img, path)
+
+
+def save_png(img: Image.Image, path) -> None:
+    """Write ``img`` as a PNG atomically (encoded in memory, then temporary file and rename),
+    creating the parent folder: a full disk raises OSError and leaves no half-written image."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, format="PNG")
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    atomic_write(path, lambda handle: handle.write(buffer.getbuffer()))
 
 
 def _font(px: int):
@@ -214,7 +225,4 @@ def scatter_plot(real: torch.Tensor, fake: torch.Tensor, size: int = 512,
 
 def save_scatter_plot(real: torch.Tensor, fake: torch.Tensor, path, **kw) -> None:
     """Write ``scatter_plot(real, fake, **kw)`` as a PNG, creating the parent dir."""
-    img = scatter_plot(real, fake, **kw)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, format="PNG")
+    save_png(scatter_plot(real, fake, **kw), path)

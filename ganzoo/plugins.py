@@ -16,7 +16,7 @@ import importlib.metadata
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pluggy
 

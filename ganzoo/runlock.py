@@ -50,9 +50,21 @@ def _holder(path: Path) -> dict | None:
 class RunLock:
     """The lock of ``run_dir``; :meth:`acquire` raises GanzooError when another process holds it."""
 
+    NAME = LOCK_NAME
+
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / LOCK_NAME
         self.owned = False
+
+    def holder(self) -> dict | None:
+        """Who holds the lock, when that is another process that may still run (one on
+        another host always may); None when the lock is free, stale or this process's."""
+        holder = _holder(self.path)
+        if not holder or holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+            return None
+        if holder.get("host") == socket.gethostname() and not pid_alive(int(holder.get("pid", -1))):
+            return None
+        return holder
 
     def acquire(self) -> "RunLock":
         me = {"pid": os.getpid(), "host": socket.gethostname(),

@@ -7,6 +7,7 @@ created or changed, so a bad input leaves nothing behind; then the
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from .checkpoint import CHECKPOINT_DIR, load_checkpoint
+from .checkpoint import CHECKPOINT_DIR, list_checkpoints, load_checkpoint
 from .data.base import Dataset
 from .distributed import DistContext, barrier, broadcast_object, init_from_env, shutdown
 from .errors import GanzooError
@@ -22,7 +23,7 @@ from .io import atomic_write, check_writable_dir
 from .precision import check_precision
 from .registry import VARIANTS, create_dataset, create_variant, split_dataset_name
 from .runlock import RunLock
-from .trainer import RunResult, Trainer, TrainOptions, cuda_available, resolve_device
+from .trainer import Interrupted, RunResult, Trainer, TrainOptions, cuda_available, resolve_device
 from .variant import Variant, coerce_hparam
 
 
@@ -49,6 +50,9 @@ def _unwritable(run_dir: Path, exc: OSError) -> str:
 
 def _refuse_a_run_there(run_dir: Path) -> None:
     if (run_dir / "config.json").exists():
+        if not list_checkpoints(run_dir) and not RunLock(run_dir).holder():
+            raise GanzooError(f"{run_dir} already holds a run that stopped before its first checkpoint (nothing to "
+                              "resume); remove it or pass another --out")
         raise GanzooError(f"{run_dir} already holds a run; pass another --out, remove it, "
                           f"or continue it with --resume {run_dir}")
 
@@ -87,6 +91,26 @@ def _own_run_dir(run_dir: Path, dist: DistContext, fresh: bool) -> RunLock:
     return lock
 
 
+def _run_identity(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: config.get(k) for k in ("variant", "dataset", "seed", "created")}
+
+
+def _refuse_a_foreign_checkpoint(run_dir: Path, checkpoint_path: Path, saved: dict[str, Any]) -> None:
+    """A checkpoint of another run (dropped or copied into this run directory) is refused:
+    resuming it would train that run here and overwrite this run's config.json."""
+    try:
+        own = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return  # a bare checkpoint folder, or a config lost: the checkpoint's own config is used
+    if not isinstance(own, dict):
+        return
+    mine, theirs = _run_identity(own), _run_identity(saved)
+    differ = [f"{k} {theirs[k]!r} (run: {mine[k]!r})" for k in mine if mine[k] is not None and mine[k] != theirs[k]]
+    if differ:
+        raise GanzooError(f"{checkpoint_path} belongs to another run than {run_dir} ({', '.join(differ)}); "
+                          "resume that run from its own directory, or remove the checkpoint")
+
+
 def _write_config(run_dir: Path, config: dict[str, Any]) -> None:
     atomic_write(run_dir / "config.json", lambda h: h.write((json.dumps(config, indent=2) + "\n").encode()))
 
@@ -108,9 +132,7 @@ def train(variant: str, dataset: str | None = None, *, out: str | Path | None = 
     validated, and the data loaded (or downloaded), before the run directory
     is created, so a bad input leaves nothing behind.
     """
-    options = options or TrainOptions()
-    options.precision = options.precision or "fp32"
-    options.validate()
+    options = (options or TrainOptions()).resolved()
     variant_cls = VARIANTS.get(variant)
     dataset_name = dataset or variant_cls.default_dataset
     dataset_options = {k: v for k, v in (dataset_options or {}).items() if v is not None}
@@ -142,20 +164,44 @@ def train(variant: str, dataset: str | None = None, *, out: str | Path | None = 
         "hparams": model.hparams,
         "seed": options.seed,
         "device": str(device),
-        "options": {k: getattr(options, k)
-                    for k in ("sample_every", "ckpt_every", "log_every", "grid_size", "eval_every", "eval_n",
-                               "precision")},
+        "options": options.run_options(),
         "torch_version": str(torch.__version__),  # TorchVersion is not weights_only-safe
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    created = not run_dir.exists()
     lock = _own_run_dir(run_dir, dist, fresh=True)
+    before = set(run_dir.iterdir())
     try:
         if dist.is_main:
             _write_config(run_dir, config)
         return Trainer(model, data, run_dir, options, config, dist=dist, device=device).run()
+    except BaseException as exc:
+        # A run that stops before its first checkpoint (a divergence at step 1, a full disk,
+        # an error caught late) has nothing to resume: leave the directory as it was found.
+        if dist.is_main and not list_checkpoints(run_dir) and _roll_back(run_dir, before) \
+                and isinstance(exc, GanzooError) and not isinstance(exc, Interrupted):
+            raise GanzooError(f"{exc}; {run_dir} was left as it was found (nothing to resume)") from None
+        raise
     finally:
         lock.release()
+        if created and dist.is_main:
+            try:
+                run_dir.rmdir()  # only when the roll-back emptied it
+            except OSError:
+                pass
         shutdown()
+
+
+def _roll_back(run_dir: Path, before: set[Path]) -> bool:
+    """Remove what a failed fresh run added to ``run_dir`` (never what was there before it)."""
+    for path in set(run_dir.iterdir()) - before:
+        if path.name == RunLock.NAME:
+            continue  # released by the caller
+        try:
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        except OSError:
+            return False
+    return True
 
 
 def _check_batch(model: Variant, data: Dataset, options: TrainOptions, dist: DistContext) -> None:
@@ -218,16 +264,16 @@ def resume(path: str | Path, *, variant: str | None = None, dataset: str | None 
     need ``force`` and are logged in metrics.jsonl and config.json. ``steps``
     may always be raised to extend a run.
     """
-    options = options or TrainOptions()
-    options.validate()
+    (options or TrainOptions()).validate()
     path = Path(path)
     payload = load_checkpoint(path)
     checkpoint_path = Path(payload["path"])
     run_dir = checkpoint_path.parent.parent
     saved = payload["config"]
+    _refuse_a_foreign_checkpoint(run_dir, checkpoint_path, saved)
+    # Like the device: the run's own options (--ckpt-every, --precision, ...) unless given anew.
+    options = (options or TrainOptions()).resolved(saved.get("options"))
     options.seed = int(saved["seed"])  # the RNG state comes from the checkpoint anyway
-    # Like the device: the run's own precision unless another is asked for.
-    options.precision = options.precision or saved.get("options", {}).get("precision", "fp32")
 
     fixed: list[str] = []
     if variant is not None and variant != saved["variant"]:
@@ -277,8 +323,7 @@ def resume(path: str | Path, *, variant: str | None = None, dataset: str | None 
     _check_batch(model, data, options, dist)
     _check_networks(model, data, payload["nets"], forced)
     _prepare_data(data, device, dist)
-    config = dict(saved, hparams=model.hparams, device=str(device),
-                  options={**saved.get("options", {}), "precision": options.precision})
+    config = dict(saved, hparams=model.hparams, device=str(device), options=options.run_options())
     if forced:
         config["forced_on_resume"] = saved.get("forced_on_resume", []) + [{"step": payload["step"], **forced}]
     lock = _own_run_dir(run_dir, dist, fresh=False)  # not while another process trains this run

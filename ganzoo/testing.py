@@ -320,8 +320,8 @@ class _CaseChecks:
 
         options = TrainOptions(device="cpu", seed=self.seed, sample_every=0, ckpt_every=0,
                                log_every=1, grid_size=16, progress=False, precision=self.precision)
-        config = {"variant": self.cls.name, "hparams": variant.hparams, "data": self.spec.to_dict(),
-                  "seed": self.seed}
+        config = {"variant": self.cls.name, "dataset": dataset.name, "hparams": variant.hparams,
+                  "data": self.spec.to_dict(), "seed": self.seed}
         # Through JSON, as config.json is: tuples come back as lists.
         config = json.loads(json.dumps(config))
         return Trainer(variant, dataset, run_dir, options, config)

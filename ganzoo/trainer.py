@@ -39,6 +39,7 @@ import signal
 import sys
 import threading
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,8 @@ import numpy as np
 import torch
 
 from . import __version__
-from .checkpoint import (CHECKPOINT_DIR, checkpoint_name, list_checkpoints, rng_state, save_checkpoint,
-                         set_rng_state)
+from .checkpoint import (CHECKPOINT_DIR, SANE_WEIGHT_LIMIT, checkpoint_name, last_sane_checkpoint, list_checkpoints,
+                         os_reason, rng_state, save_checkpoint, set_rng_state)
 from .data.base import Dataset, DataSpec
 from .distributed import (SINGLE, DistContext, all_reduce_gradients, all_reduce_max, all_reduce_mean, barrier,
                           broadcast_buffers, check_consistent, sync_batchnorm)
@@ -85,34 +86,68 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+#: Options a run keeps: recorded in config.json and applied again on resume unless given anew.
+RUN_OPTIONS: dict[str, Any] = {
+    "sample_every": 500,  # 0: only the final grid
+    "ckpt_every": 1000,  # 0: only the final checkpoint
+    "log_every": 10,
+    "keep": 3,  # checkpoints kept on disk (0: all; the newest sane one is always kept)
+    "on_nan": "stop",  # "stop": raise; "skip": drop the optimiser step and count it
+    "grid_size": 64,  # samples in an image grid (scatter plots use 1000)
+    "accumulate": 1,  # micro-batches per rank and optimiser step (gradients summed)
+    "eval_every": 0,  # evaluate every N steps into metrics.jsonl (0: never)
+    "eval_n": 2500,  # samples per evaluation
+    "precision": "fp32",  # fp32, bf16 or fp16
+}
+
+
 @dataclass
 class TrainOptions:
-    """How a run is driven (everything that is not a variant hyperparameter)."""
+    """How a run is driven (everything that is not a variant hyperparameter).
+
+    The options of :data:`RUN_OPTIONS` may be left ``None`` ("not given"):
+    :meth:`resolved` fills them from a resumed run's config.json, else from
+    the defaults there, so a resume keeps e.g. the run's ``--ckpt-every``.
+    """
 
     device: str = "auto"
     seed: int = 0
-    sample_every: int = 500  # 0: only the final grid
-    ckpt_every: int = 1000  # 0: only the final checkpoint
-    log_every: int = 10
-    keep: int = 3  # checkpoints kept on disk (0: all)
-    on_nan: str = "stop"  # "stop": raise; "skip": drop the optimiser step and count it
-    grid_size: int = 64  # samples in an image grid (scatter plots use 1000)
-    accumulate: int = 1  # micro-batches per rank and optimiser step (gradients summed)
+    sample_every: int | None = None
+    ckpt_every: int | None = None
+    log_every: int | None = None
+    keep: int | None = None
+    on_nan: str | None = None
+    grid_size: int | None = None
+    accumulate: int | None = None
+    eval_every: int | None = None
+    eval_n: int | None = None
+    precision: str | None = None
     sync_bn: bool = False  # SyncBatchNorm across ranks (CUDA only)
-    eval_every: int = 0  # evaluate every N steps into metrics.jsonl (0: never)
-    eval_n: int = 2500  # samples per evaluation
-    precision: str | None = None  # fp32, bf16 or fp16 (None: fp32, or the run's own on resume)
     progress: bool = True
+
+    def resolved(self, saved: dict[str, Any] | None = None) -> "TrainOptions":
+        """A copy with every unset run option taken from ``saved`` (a run's config
+        ``options``), else from :data:`RUN_OPTIONS`; validated."""
+        saved = saved or {}
+        filled = {k: saved.get(k, default) if getattr(self, k) is None else getattr(self, k)
+                  for k, default in RUN_OPTIONS.items()}
+        options = dataclasses.replace(self, **filled)
+        options.validate()
+        return options
+
+    def run_options(self) -> dict[str, Any]:
+        """The run options as config.json records them."""
+        return {k: getattr(self, k) for k in RUN_OPTIONS}
 
     def validate(self) -> None:
         for key in ("sample_every", "ckpt_every", "keep", "eval_every"):
-            if getattr(self, key) < 0:
+            if getattr(self, key) is not None and getattr(self, key) < 0:
                 raise GanzooError(f"{key.replace('_', '-')} must be >= 0 (0 disables it)")
-        if self.log_every <= 0:
+        if self.log_every is not None and self.log_every <= 0:
             raise GanzooError("log-every must be positive")
-        if self.accumulate <= 0:
+        if self.accumulate is not None and self.accumulate <= 0:
             raise GanzooError("accumulate must be positive")
-        if self.on_nan not in ("stop", "skip"):
+        if self.on_nan not in (None, "stop", "skip"):
             raise GanzooError(f"on-nan must be 'stop' or 'skip', got {self.on_nan!r}")
 
 
@@ -178,7 +213,7 @@ class Trainer:
         self.variant, self.dataset = variant, dataset
         self.data_stream_exact = True  # False after a resume that had to reseed the batch stream
         self.run_dir = Path(run_dir)
-        self.options = options or TrainOptions()
+        self.options = (options or TrainOptions()).resolved()
         self.config = config or {}
         self.device = device or resolve_device(self.options.device)
         self.dist = dist
@@ -278,11 +313,24 @@ class Trainer:
                 state.nets.train(was_training)
         return {f"eval/{k}": v for k, v in results.items()}
 
+    def _divergence_advice(self) -> str:
+        """Where to go on from after a divergence: the newest checkpoint whose weights were
+        sane (kept on disk whatever ``--keep`` says), or plainly that the run must restart."""
+        found = list_checkpoints(self.run_dir)
+        sane = last_sane_checkpoint(self.run_dir)
+        if sane is not None:
+            newer = " (newer ones already hold blown-up weights)" if found and found[-1] != sane else ""
+            return (f"the last checkpoint with sane weights is {sane}{newer}; resume from it with a lower --lr "
+                    f"and --force (ganzoo train --resume {sane} --lr LR --force), or train with --on-nan skip")
+        if found:
+            return (f"no checkpoint with sane weights exists ({found[-1].name} already holds blown-up weights: beyond "
+                    f"{SANE_WEIGHT_LIMIT:g} in size or not finite): the run must restart; start a new run with a "
+                    "lower --lr")
+        return "no checkpoint was written: start again with a lower --lr, or train with --on-nan skip"
+
     def _last_checkpoint_hint(self) -> str:
         found = list_checkpoints(self.run_dir)
-        if not found:
-            return "no checkpoint was written yet"
-        return f"the last good checkpoint is {found[-1]}"
+        return f"the last checkpoint is {found[-1]}" if found else "no checkpoint was written yet"
 
     # -- the loop -----------------------------------------------------------
     def setup(self) -> TrainState:
@@ -316,18 +364,23 @@ class Trainer:
         if set(payload["optimizers"]) != set(state.optimizers):
             raise GanzooError(f"the checkpoint has optimisers {sorted(payload['optimizers'])}, "
                               f"the variant {sorted(state.optimizers)}")
-        for key, optimizer in state.optimizers.items():
-            settings = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
-            optimizer.load_state_dict(payload["optimizers"][key])
-            for group, fresh in zip(optimizer.param_groups, settings):
-                group.update(fresh)
-        state.step = int(payload["step"])
-        state.extra = dict(payload.get("extra", {}))
-        self.skipped_steps = int(payload.get("skipped_steps", 0))
-        self.precision.load_state_dict(payload.get("precision"))
-        set_rng_state(payload["rng"])
-        # Plugin datasets may return None: only an explicit False means "not exact".
-        self.data_stream_exact = self.dataset.load_state_dict(payload["data"]) is not False
+        try:
+            for key, optimizer in state.optimizers.items():
+                settings = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+                optimizer.load_state_dict(payload["optimizers"][key])
+                for group, fresh in zip(optimizer.param_groups, settings):
+                    group.update(fresh)
+            state.step = int(payload["step"])
+            state.extra = dict(payload.get("extra", {}))
+            self.skipped_steps = int(payload.get("skipped_steps", 0))
+            self.precision.load_state_dict(payload.get("precision"))
+            set_rng_state(payload["rng"])
+            # Plugin datasets may return None: only an explicit False means "not exact".
+            self.data_stream_exact = self.dataset.load_state_dict(payload["data"]) is not False
+        except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise GanzooError(f"checkpoint {payload.get('path', '')} cannot be restored: {reason} "
+                              "(resume from an older checkpoint file)") from None
 
     def train_step(self, state: TrainState) -> dict[str, list[torch.Tensor]]:
         """One generator step: every phase, with its repeats; returns the stats per name.
@@ -385,9 +438,7 @@ class Trainer:
                         continue
                     raise Diverged(
                         f"training diverged at step {state.step + 1}, phase {phase.name}: {problem}; "
-                        f"{self._last_checkpoint_hint()} (resume with --resume and a lower --lr, "
-                        "or train with --on-nan skip)"
-                    )
+                        f"{self._divergence_advice()}")
                 self.precision.step(optimizers)
                 if phase.after is not None:
                     phase.after(state.nets)
@@ -404,7 +455,17 @@ class Trainer:
 
         With ``resume`` (a loaded checkpoint) the run continues where it
         stopped; on the CPU the result is bit-identical to an uninterrupted run.
+        An output that cannot be written (a full disk) stops the run with a
+        GanzooError naming the file and the last checkpoint.
         """
+        try:
+            return self._run(state, resume, resume_note)
+        except OSError as exc:
+            target = exc.filename or self.run_dir
+            raise GanzooError(f"could not write {target}: {os_reason(exc)}; {self._last_checkpoint_hint()}") from None
+
+    def _run(self, state: TrainState | None, resume: dict[str, Any] | None,
+             resume_note: dict[str, Any] | None) -> RunResult:
         opts = self.options
         main = self.dist.is_main  # only rank 0 writes anything
         state = state or self.setup()
@@ -427,14 +488,19 @@ class Trainer:
         last: dict[str, float] = {}
         interval_start = run_start = time.perf_counter()
         interval_steps = 0
-        log_file = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") if main else None
+        log_path = self.run_dir / "metrics.jsonl"
+        # Unbuffered: each record is one write, so nothing is left to flush (and fail) at close.
+        log_file = open(log_path, "ab", buffering=0) if main else None
 
         def log(record: dict[str, Any]) -> None:
             if log_file is not None:
-                log_file.write(json.dumps(record) + "\n")
-                log_file.flush()
+                try:
+                    log_file.write((json.dumps(record) + "\n").encode())
+                except OSError as exc:
+                    exc.filename = exc.filename or str(log_path)
+                    raise
 
-        with _StopSignals() as stop, contextlib.closing(log_file or io.StringIO()):
+        with _StopSignals() as stop, contextlib.closing(log_file or io.BytesIO()):
             if resume is not None:
                 exact = self.data_stream_exact
                 log({"event": "resume", "step": state.step, **(resume_note or {}),

@@ -32,7 +32,7 @@ def test_train_then_sample_end_to_end(tmp_path, capsys):
         assert key in records[-1], key
 
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["final.png", "step-0000002.png"]
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step-0000002.pt", "step-0000004.pt"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["sane", "step-0000002.pt", "step-0000004.pt"]
     payload = load_checkpoint(run)
     assert payload["step"] == 4 and set(payload["nets"]) and set(payload["optimizers"]) == {"G", "D"}
 

@@ -88,7 +88,8 @@ def test_checkpoint_holds_everything_needed(tmp_path):
     assert {"torch", "numpy", "python"} <= set(payload["rng"])
     assert {"generator", "order", "position"} <= set(payload["data"])
     assert payload["config"]["hparams"]["g_width"] == 8
-    assert (run / "checkpoints" / "latest").read_text().strip() == "step-0000002.pt"
+    assert payload["health"] == {"finite": True, "max_abs_weight": payload["health"]["max_abs_weight"], "sane": True}
+    assert (run / "checkpoints" / "sane").read_text().strip() == "step-0000002.pt"
 
 
 def test_keep_only_the_newest_checkpoints(tmp_path):
@@ -122,23 +123,26 @@ def test_crafted_checkpoint_is_refused_on_resume(tmp_path, capsys):
 
 def test_write_failure_keeps_the_previous_checkpoint(tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
-    real_save = torch.save
     calls = {"n": 0}
 
-    def flaky_save(obj, handle):
-        calls["n"] += 1
-        if calls["n"] == 3:  # the third checkpoint: half written, then the disk is full
-            handle.write(b"x" * 1000)
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_save(obj, handle)
+    real_write = checkpoint.atomic_write
 
-    monkeypatch.setattr(checkpoint.torch, "save", flaky_save)
+    def flaky_write(path, write):
+        if path.name.endswith(".pt"):
+            calls["n"] += 1
+        if calls["n"] == 3 and path.name.endswith(".pt"):  # the third checkpoint: half written, then the disk is full
+            def half(handle):
+                handle.write(b"x" * 1000)
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_write(path, half)
+        return real_write(path, write)
+
+    monkeypatch.setattr(checkpoint, "atomic_write", flaky_write)
     assert _train(run, "vanilla", "8gaussians", 5, "--ckpt-every", "1", "--keep", "0") == 2
     err = capsys.readouterr().err
     assert "no space left on device" in err and "step-0000002.pt is intact" in err and err.count("\n") == 1
     assert [p.name for p in list_checkpoints(run)] == ["step-0000001.pt", "step-0000002.pt"]
     assert not list((run / "checkpoints").glob(".*.tmp"))
-    monkeypatch.setattr(checkpoint.torch, "save", real_save)
     assert load_checkpoint(run)["step"] == 2
 
 

@@ -323,7 +323,6 @@ def test_resume_mid_run_continues_the_schedule_exactly(schedule, tmp_path):
     stopped = tmp_path / "stopped"
     shutil.copytree(straight, stopped)
     (stopped / "checkpoints" / "step-0000006.pt").unlink()
-    (stopped / "checkpoints" / "latest").unlink()
     assert _cli_resume(stopped / "checkpoints" / "step-0000003.pt", 6, "--log-every", "1") == 0
     _assert_same_nets(load_checkpoint(straight / "checkpoints" / "step-0000006.pt"),
                       load_checkpoint(stopped / "checkpoints" / "step-0000006.pt"))
