@@ -153,6 +153,7 @@ def train(variant: str, dataset: str | None = None, *, out: str | Path | None = 
     _check_batch(model, data, options, dist)
     _check_networks(model, data)
     _prepare_data(data, device, dist)
+    _check_batch(model, data, options, dist)  # again: a folder's size counts only the files that decoded
 
     config = {
         "ganzoo_version": __version__,
@@ -214,7 +215,9 @@ def _check_batch(model: Variant, data: Dataset, options: TrainOptions, dist: Dis
         raise GanzooError(f"each micro-batch of {model.batch_size // shards} must be a multiple of {multiple} "
                           f"(pack x minibatch_std); use a batch size that is a multiple of {shards * multiple}")
     if model.batch_size > (data.spec.size or model.batch_size):
-        raise GanzooError(f"batch size {model.batch_size} exceeds the {data.spec.size} examples of {data.name!r}")
+        usable = " usable" if data.generator is not None else ""  # after prepare(): what decoded
+        raise GanzooError(f"batch size {model.batch_size} exceeds the {data.spec.size}{usable} examples of "
+                          f"{data.name!r}; use --batch-size {data.spec.size} or less")
 
 
 def _check_networks(model: Variant, data: Dataset, saved: dict[str, torch.Tensor] | None = None,
@@ -323,6 +326,7 @@ def resume(path: str | Path, *, variant: str | None = None, dataset: str | None 
     _check_batch(model, data, options, dist)
     _check_networks(model, data, payload["nets"], forced)
     _prepare_data(data, device, dist)
+    _check_batch(model, data, options, dist)
     config = dict(saved, hparams=model.hparams, device=str(device), options=options.run_options())
     if forced:
         config["forced_on_resume"] = saved.get("forced_on_resume", []) + [{"step": payload["step"], **forced}]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import lzma
+import math
 import os
 import pickle
 import shutil
@@ -136,12 +137,45 @@ def _numpy_globals() -> dict[tuple[str, str], object]:
 
 
 class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Resolves only the globals a pickled numpy array needs; refuses all others."""
+    """Resolves only the globals a pickled numpy array needs; refuses all others.
+
+    Memory is bounded too: an array can only be built from bytes the file
+    holds, so ``numpy.ndarray`` cannot be called directly (it would allocate
+    any shape, uninitialised) and ``_reconstruct`` may not allocate more bytes
+    than the file has.
+    """
 
     def __init__(self, handle, path: Path):
         super().__init__(handle, encoding="bytes")
         self.path = path
         self.allowed = _numpy_globals()
+        budget = path.stat().st_size
+        refuse = self._refuse
+
+        class _NoDirectArray(np.ndarray):
+            """ndarray for ``_reconstruct`` (it builds instances without calling __new__); a pickle
+            that calls it directly asks for memory the file does not hold."""
+
+            def __new__(cls, *args, **kwargs):
+                refuse("it constructs a numpy array directly instead of from its bytes")
+
+        reconstruct = self.allowed[("numpy.core.multiarray", "_reconstruct")]
+
+        def bounded_reconstruct(subtype, shape, dtype):
+            try:
+                size = math.prod(int(d) for d in shape) * np.dtype(dtype).itemsize
+            except (TypeError, ValueError):
+                refuse("it declares an array shape that is not a tuple of integers")
+            if size > budget:
+                refuse(f"it declares an array of {size:,} bytes in a file of {budget:,}")
+            return reconstruct(subtype, shape, dtype)
+
+        self.allowed[("numpy", "ndarray")] = _NoDirectArray
+        for module in ("numpy.core", "numpy._core"):
+            self.allowed[(f"{module}.multiarray", "_reconstruct")] = bounded_reconstruct
+
+    def _refuse(self, why: str):
+        raise GanzooError(f"{self.path}: refusing to load: {why} (a crafted or damaged file?)")
 
     def find_class(self, module: str, name: str):
         try:
@@ -172,6 +206,8 @@ def _load_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(batch, dict):
         raise GanzooError(f"{path}: not a CIFAR-10 batch (a pickled {type(batch).__name__}, not a dict)")
     data, labels = _get(batch, "data"), _get(batch, "labels")
+    if isinstance(data, np.ndarray):
+        data = np.asarray(data)  # the plain ndarray view of _NoDirectArray
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         shape = getattr(data, "shape", None)
         dtype = getattr(data, "dtype", type(data).__name__)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import GanzooError
+from ..io import atomic_write
 
 __all__ = [
     "RemoteFile",
@@ -86,6 +88,55 @@ def md5sum(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+#: Where verified checksums are remembered, {resolved path: [size, mtime_ns, md5]} as JSON: beside
+#: the files (``DIR/.ganzoo-cache/``) like the decode cache, in the user cache when DIR is read-only.
+VERIFIED_MEMO = "verified-files.json"
+
+
+def _memo_path(folder: Path) -> Path:
+    from .base import cache_dir
+    from .images import _folder_is_writable
+
+    return (folder / ".ganzoo-cache" if _folder_is_writable(folder) else cache_dir()) / VERIFIED_MEMO
+
+
+def _read_memo(path: Path) -> dict:
+    try:
+        memo = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return memo if isinstance(memo, dict) else {}
+
+
+def verify_file(remote: RemoteFile, path: Path, *, dataset: str) -> None:
+    """Check that ``path`` holds ``remote``'s published MD5, or raise GanzooError.
+
+    The MD5 of a file whose size and modification time have not changed since
+    it last matched is not computed again: a successful check is remembered
+    in the user cache (:data:`VERIFIED_MEMO`), keyed by the file's path.
+    """
+    if not path.is_file():
+        raise GanzooError(f"{dataset}: {path} is not a file; remove it and put {remote.name} there")
+    stat = path.stat()
+    key, stamp = str(path.resolve()), [stat.st_size, stat.st_mtime_ns, remote.md5]
+    memo_path = _memo_path(path.parent)
+    memo = _read_memo(memo_path)
+    if memo.get(key) == stamp:
+        return
+    actual = md5sum(path)
+    if actual != remote.md5:
+        raise GanzooError(
+            f"{dataset}: {path} has md5 {actual} but {remote.md5} was expected "
+            f"(corrupt or a different file); delete it to download it again"
+        )
+    memo[key] = stamp
+    try:  # remembering is an optimisation: an unwritable cache only means hashing again next time
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(memo_path, lambda handle: handle.write(json.dumps(memo).encode()))
+    except OSError:
+        pass
 
 
 class _AttemptFailed(Exception):
@@ -272,14 +323,7 @@ def ensure_files(
     for remote in files:
         path = folder / remote.name
         if path.exists():
-            if not path.is_file():
-                raise GanzooError(f"{dataset}: {path} is not a file; remove it and put {remote.name} there")
-            actual = md5sum(path)
-            if actual != remote.md5:
-                raise GanzooError(
-                    f"{dataset}: {path} has md5 {actual} but {remote.md5} was expected "
-                    f"(corrupt or a different file); delete it to download it again"
-                )
+            verify_file(remote, path, dataset=dataset)
             found[remote.name] = path
         else:
             missing.append(remote)

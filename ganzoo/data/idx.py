@@ -9,6 +9,7 @@ the file.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -53,12 +54,20 @@ def _dims_text(dims: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in dims)
 
 
-def read_idx(path: str | os.PathLike, *, magic: int | None = None) -> np.ndarray:
+#: The largest IDX payload read (bytes); MNIST's largest file holds 47 MB.
+MAX_IDX_BYTES = 1 << 32
+
+
+def read_idx(path: str | os.PathLike, *, magic: int | None = None,
+             expect: tuple[int | None, ...] | None = None) -> np.ndarray:
     """The array stored in an IDX file of unsigned bytes (``.gz`` or uncompressed).
 
     Returns a writable uint8 array shaped as the header's dimensions. With
     ``magic`` (e.g. 2051 for images, 2049 for labels) the header must carry
-    exactly that magic number.
+    exactly that magic number; with ``expect`` (e.g. ``(60000, 28, 28)``,
+    None for "any") the dimensions must match it. Both, the payload's size
+    limit (:data:`MAX_IDX_BYTES`) and, for an uncompressed file, its size on
+    disk are checked before any memory is allocated for the data.
     """
     path = Path(path)
     compressed = path.name.endswith(".gz")
@@ -82,9 +91,21 @@ def read_idx(path: str | os.PathLike, *, magic: int | None = None) -> np.ndarray
             if len(raw_dims) < 4 * ndim:
                 raise GanzooError(f"{path}: truncated IDX header ({ndim} dimensions announced)")
             dims = tuple(int.from_bytes(raw_dims[4 * i : 4 * i + 4], "big") for i in range(ndim))
-            expected = int(np.prod(dims, dtype=np.int64))
-            if expected > (1 << 34):
-                raise GanzooError(f"{path}: implausible IDX dimensions {_dims_text(dims)}")
+            if expect is not None and (len(dims) != len(expect)
+                                       or any(e is not None and d != e for d, e in zip(dims, expect))):
+                wanted = "x".join("N" if e is None else str(e) for e in expect)
+                raise GanzooError(f"{path}: the header announces {_dims_text(dims)}, expected {wanted}")
+            expected = math.prod(dims)  # Python ints: 2**31 x 2**31 x 4 must not wrap to 0
+            if expected > MAX_IDX_BYTES:
+                raise GanzooError(f"{path}: implausible IDX dimensions {_dims_text(dims)} "
+                                  f"({expected:,} bytes; at most {MAX_IDX_BYTES:,} are read)")
+            if not compressed:
+                on_disk = os.fstat(handle.fileno()).st_size - 4 - 4 * ndim
+                if on_disk < expected:
+                    raise GanzooError(
+                        f"{path}: truncated: the header announces {_dims_text(dims)} = {expected} bytes "
+                        f"of data but only {on_disk} follow"
+                    )
             data = np.empty(expected, dtype=np.uint8)
             got = _read_exact(handle, memoryview(data))
             if got < expected:
@@ -116,14 +137,16 @@ def read_idx_images_labels(
     labels_path: str | os.PathLike,
     *,
     num_classes: int | None = 10,
+    image_dims: tuple[int | None, int | None, int | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """An IDX image file and its label file: uint8 ``(N, H, W)`` and int64 ``(N,)``.
 
     Labels must number as many as the images and lie in ``0..num_classes-1``
-    (no range check when ``num_classes`` is None).
+    (no range check when ``num_classes`` is None). ``image_dims`` (e.g.
+    ``(60000, 28, 28)``) is checked in the headers, before the data is read.
     """
-    images = read_idx(images_path, magic=IMAGES_MAGIC)
-    labels_raw = read_idx(labels_path, magic=LABELS_MAGIC)
+    images = read_idx(images_path, magic=IMAGES_MAGIC, expect=image_dims)
+    labels_raw = read_idx(labels_path, magic=LABELS_MAGIC, expect=None if image_dims is None else image_dims[:1])
     if images.ndim != 3:  # guaranteed by the magic number; kept for clarity
         raise GanzooError(f"{images_path}: expected 3 dimensions, found {images.ndim}")
     if labels_raw.shape[0] != images.shape[0]:

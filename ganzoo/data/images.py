@@ -102,6 +102,8 @@ class ImageFileDataset(InMemoryDataset):
     spec: ClassVar[DataSpec]
     #: "train" for training; "test" is used by evaluation.
     split_sizes: ClassVar[dict[str, int]] = {}
+    #: Part of the decode cache's name: raise it when the preprocessing changes.
+    cache_version: ClassVar[int] = 1
 
     def __init__(self, seed: int = 0, data_dir: str | os.PathLike | None = None,
                  image_size: int | None = None, channels: int | None = None,
@@ -134,7 +136,7 @@ class ImageFileDataset(InMemoryDataset):
     # -- shared -------------------------------------------------------------
     def _cache_paths(self, files: list[Path]) -> list[Path]:
         settings = {"dataset": self.name, "split": self.split, "channels": self.channels,
-                    "size": self.image_size, "version": 1}
+                    "size": self.image_size, "version": self.cache_version}
         name = f"{self.name}-{self.split}-{self.channels}x{self.image_size}-{fingerprint(files, settings)}.npz"
         beside = [self.data_dir / ".ganzoo-cache" / name] if _folder_is_writable(self.data_dir) else []
         return beside + [cache_dir() / "decoded" / name]

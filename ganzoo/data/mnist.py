@@ -10,10 +10,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import GanzooError
 from ..hookspecs import hookimpl
 from .base import DataSpec
-from .download import FASHION_MNIST_FILES, MNIST_FILES, RemoteFile, ensure_files
+from .download import FASHION_MNIST_FILES, MNIST_FILES, RemoteFile, ensure_files, verify_file
 from .idx import find_idx_file, read_idx_images_labels
 from .images import ImageFileDataset
 
@@ -30,6 +29,12 @@ class IdxDataset(ImageFileDataset):
     def source_files(self) -> list[Path]:
         names = _SPLIT_FILES[self.split]
         found = [find_idx_file(self.data_dir, name) for name in names]
+        published = {f.name: f for f in self.remote_files}
+        for path in found:
+            # A present .gz must carry its published MD5 (checked once, remembered); an
+            # uncompressed twin has no published checksum and is checked by its header and shape.
+            if path is not None and path.name in published:
+                verify_file(published[path.name], path, dataset=self.name)
         if any(path is None for path in found):
             # Uncompressed twins count as present; only fetch what is really missing.
             wanted = [f for f in self.remote_files if f.name in names]
@@ -38,11 +43,9 @@ class IdxDataset(ImageFileDataset):
         return found
 
     def read_source(self, files: list[Path]):
-        images, labels = read_idx_images_labels(files[0], files[1], num_classes=10)
-        expected = self.split_sizes[self.split]
-        if images.shape[1:] != (28, 28) or images.shape[0] != expected:
-            raise GanzooError(f"{files[0]}: expected {expected} images of 28x28, found "
-                              f"{images.shape[0]} of {images.shape[1]}x{images.shape[2]}")
+        # The expected shape is checked in the headers, before a byte of data is allocated.
+        images, labels = read_idx_images_labels(files[0], files[1], num_classes=10,
+                                                image_dims=(self.split_sizes[self.split], 28, 28))
         return torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels)
 
 
