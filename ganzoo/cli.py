@@ -319,6 +319,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `ganzoo list | head`: the reader left; not an error
         sys.stderr.close()
         return 0
+    except OSError as exc:  # the filesystem's problem, not ganzoo's: a full disk, a permission, a lost mount
+        from .checkpoint import os_reason
+
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"ganzoo: error: {where}{os_reason(exc)}", file=sys.stderr)
+        return 2
 
 
 def run() -> None:

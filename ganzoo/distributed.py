@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .env import env_number
 from .errors import GanzooError
 
 TIMEOUT_ENV = "GANZOO_DIST_TIMEOUT"  # seconds a collective may wait before the run fails
@@ -75,7 +76,7 @@ def init_from_env(device: torch.device) -> tuple[DistContext, torch.device]:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         # A timeout bounds every collective: a rank that died never leaves the others hanging.
-        timeout = datetime.timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, 300)))
+        timeout = datetime.timedelta(seconds=env_number(TIMEOUT_ENV, 300, integer=False))
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout,
                                 device_id=device if device.type == "cuda" else None)
     return ctx, device

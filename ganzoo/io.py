@@ -32,8 +32,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        if isinstance(exc, OSError) and exc.filename is None:
-            exc.filename = str(path)  # a failed write() names no file; the caller wants to
+        if isinstance(exc, OSError) and exc.filename in (None, tmp):
+            # A failed write() names no file, a failed rename the temporary one: name the target.
+            exc.filename, exc.filename2 = str(path), None
         raise
 
 

@@ -197,6 +197,28 @@ class _StopSignals:
             signal.signal(signum, handler)
 
 
+def _drop_partial_last_line(path: Path) -> None:
+    """Cut a JSON-lines file back to its last complete line, so records appended
+    after a crash mid-write are not glued to half a record."""
+    try:
+        with open(path, "r+b") as handle:
+            size = handle.seek(0, io.SEEK_END)
+            end = size
+            while end > 0:
+                start = max(0, end - 65536)
+                handle.seek(start)
+                chunk = handle.read(end - start)
+                newline = chunk.rfind(b"\n")
+                if newline >= 0:
+                    end = start + newline + 1
+                    break
+                end = start
+            if end != size:
+                handle.truncate(end)
+    except FileNotFoundError:
+        pass
+
+
 def _grad_norm(optimizers: list[torch.optim.Optimizer]) -> torch.Tensor:
     grads = [p.grad for opt in optimizers for g in opt.param_groups for p in g["params"] if p.grad is not None]
     if not grads:
@@ -489,6 +511,8 @@ class Trainer:
         interval_start = run_start = time.perf_counter()
         interval_steps = 0
         log_path = self.run_dir / "metrics.jsonl"
+        if main:
+            _drop_partial_last_line(log_path)  # left by a full disk or a kill mid-write
         # Unbuffered: each record is one write, so nothing is left to flush (and fail) at close.
         log_file = open(log_path, "ab", buffering=0) if main else None
 

@@ -9,7 +9,7 @@ import torch
 
 import ganzoo
 from ganzoo import plugins
-from ganzoo.data.base import Batch, DataSpec, InMemoryDataset
+from ganzoo.data.base import DataSpec, InMemoryDataset
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -261,10 +261,8 @@ def test_evaluate_during_training_leaves_the_run_undisturbed(toy_run):
     assert all(isinstance(v, float) for v in metrics.values())
 
 
-def test_eval_every_writes_metrics_during_training(tmp_path):
+def test_eval_every_writes_metrics_during_training_through_the_api(tmp_path):
     options = ganzoo.TrainOptions(device="cpu", progress=False, sample_every=0, ckpt_every=0)
-    if not hasattr(options, "eval_every"):
-        pytest.skip("the trainer has no --eval-every yet")
     options.eval_every, options.eval_n = 2, 100
     run = tmp_path / "run"
     ganzoo.train("vanilla", "ring", out=run, hparams={**TINY_HPARAMS, "steps": 4}, options=options)
@@ -369,7 +367,7 @@ def test_eval_every_refuses_a_setup_it_cannot_evaluate_before_training(tmp_path,
     assert not run.exists()
 
 
-def test_eval_every_writes_metrics_during_training(tmp_path):
+def test_eval_every_writes_metrics_during_training_from_the_cli(tmp_path):
     from ganzoo.cli import main
 
     run = tmp_path / "run"

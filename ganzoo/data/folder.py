@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..env import env_number
 from ..errors import GanzooError
 from ..hookspecs import hookimpl
 from .base import Batch, DataSpec
@@ -193,7 +194,7 @@ class ImageFolder(ImageFileDataset):
             raise GanzooError(f"no image files in {self.data_dir} (expected images, or one subfolder of images per class)")
         self.spec = DataSpec((self.channels, self.image_size, self.image_size),
                              len(self.classes) if self.file_labels is not None else None, len(self.files))
-        limit = int(os.environ.get("GANZOO_IN_MEMORY_LIMIT_MB", IN_MEMORY_LIMIT_MB)) * 2**20
+        limit = env_number("GANZOO_IN_MEMORY_LIMIT_MB", IN_MEMORY_LIMIT_MB, minimum=0) * 2**20
         self.streaming = len(self.files) * self.channels * self.image_size**2 > limit
         self._loader_iter = None
         self._loader_batch = None
