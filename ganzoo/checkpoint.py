@@ -28,7 +28,6 @@ a warning.
 from __future__ import annotations
 
 import errno
-import io
 import math
 import numbers
 import pickle
@@ -43,7 +42,7 @@ import numpy as np
 import torch
 
 from .errors import GanzooError
-from .io import atomic_write
+from .io import atomic_torch_save, atomic_write
 
 FORMAT = 1
 CHECKPOINT_DIR = "checkpoints"
@@ -89,10 +88,8 @@ def save_checkpoint(path: Path, payload: dict[str, Any], keep: int = 0) -> None:
     path = Path(path)
     folder = path.parent
     health = weights_health(payload.get("nets", {}))
-    buffer = io.BytesIO()  # serialise first: torch's writer turns ENOSPC into a RuntimeError
-    torch.save({"format": FORMAT, **payload, "health": health}, buffer)
     try:
-        atomic_write(path, lambda handle: handle.write(buffer.getbuffer()))
+        atomic_torch_save(path, {"format": FORMAT, **payload, "health": health})
         if health["sane"]:
             atomic_write(folder / SANE, lambda handle: handle.write(path.name.encode() + b"\n"))
     except OSError as exc:

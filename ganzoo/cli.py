@@ -90,6 +90,14 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def path_arg(text: str) -> Path:
+    """An argparse type: a non-empty path (``--out ""``, e.g. from an unset shell variable, would
+    otherwise mean the current directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return Path(text)
+
+
 def _key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip() or not value.strip():
@@ -114,13 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
                                         "checkpoints into a run directory.")
     p.add_argument("variant", metavar="VARIANT", nargs="?",
                    help="a name from `ganzoo list` (optional with --resume)")
-    p.add_argument("--resume", metavar="RUN_DIR_OR_CHECKPOINT", type=Path,
+    p.add_argument("--resume", metavar="RUN_DIR_OR_CHECKPOINT", type=path_arg,
                    help="continue a run from its newest valid checkpoint (or the given one); options "
                         "such as --ckpt-every keep the run's own values unless given again")
     p.add_argument("--force", action="store_true",
                    help="with --resume: apply changed hyperparameters (e.g. --lr); the change is logged")
     p.add_argument("--dataset", help="dataset name, or folder:PATH (default: the variant's default, digits)")
-    p.add_argument("--data-dir", type=Path,
+    p.add_argument("--data-dir", type=path_arg,
                    help="the dataset's folder (default: $GANZOO_DATA/NAME, else ~/.cache/ganzoo/data/NAME)")
     p.add_argument("--image-size", type=_image_size, help="resize and centre-crop images to this side")
     p.add_argument("--channels", type=int, choices=(1, 3), help="1: grayscale, 3: RGB")
@@ -129,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_positive_float, help="learning rate of both G and D")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
-    p.add_argument("--out", type=Path, help="run directory (default: runs/VARIANT-DATASET-TIME)")
+    p.add_argument("--out", type=path_arg, help="run directory (default: runs/VARIANT-DATASET-TIME)")
     p.add_argument("--keep", type=_non_negative_int, 
                    help="checkpoints kept on disk, newest first (and the newest with sane weights); "
                         "0 keeps all (default 3)")
@@ -166,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=_sample_count, default=64, help="number of samples (default 64)")
     p.add_argument("--label", type=int, help="class to draw (conditional variants)")
     p.add_argument("--seed", type=_seed, default=0, help="noise seed (default 0)")
-    p.add_argument("--out", type=Path, help="PNG file (default: RUN_DIR/samples/sample-seedN.png)")
+    p.add_argument("--out", type=path_arg, help="PNG file (default: RUN_DIR/samples/sample-seedN.png)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--no-ema", action="store_true",
                    help="sample the trained G, not its EMA copy (runs trained with --set ema=DECAY)")

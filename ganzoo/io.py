@@ -1,6 +1,7 @@
 """Small file helpers: atomic writes, so a crash never leaves half a file."""
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -36,6 +37,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
             # A failed write() names no file, a failed rename the temporary one: name the target.
             exc.filename, exc.filename2 = str(path), None
         raise
+
+
+def atomic_torch_save(path: str | os.PathLike, obj) -> None:
+    """``torch.save(obj)`` to ``path`` through :func:`atomic_write`.
+
+    The object is serialised in memory first: torch's zip writer turns a full
+    disk into a ``RuntimeError`` ("unexpected pos"), while writing the bytes
+    raises the ``OSError`` (ENOSPC) callers handle.
+    """
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, lambda handle: handle.write(buffer.getbuffer()))
 
 
 def check_writable_dir(path: Path) -> None:

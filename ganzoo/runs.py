@@ -271,6 +271,11 @@ def resume(path: str | Path, *, variant: str | None = None, dataset: str | None 
     path = Path(path)
     payload = load_checkpoint(path)
     checkpoint_path = Path(payload["path"])
+    if checkpoint_path.parent.name != CHECKPOINT_DIR:
+        # The run's files go beside checkpoints/: for a loose file that would be whatever
+        # folder holds its folder (the current directory, a home directory).
+        raise GanzooError(f"{checkpoint_path} is not inside a run directory's {CHECKPOINT_DIR}/ folder, so there "
+                          f"is no run to continue; put it into RUN_DIR/{CHECKPOINT_DIR}/ and resume RUN_DIR")
     run_dir = checkpoint_path.parent.parent
     saved = payload["config"]
     _refuse_a_foreign_checkpoint(run_dir, checkpoint_path, saved)

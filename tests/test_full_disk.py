@@ -86,3 +86,25 @@ def test_the_metrics_log_on_a_full_disk_is_one_line_and_nothing_is_left(tmp_path
     assert err.count("\n") == 1 and "Traceback" not in err, err
     assert "could not write" in err and "metrics.jsonl: no space left on device" in err
     assert "was left as it was found" in err  # no checkpoint yet: the run directory is rolled back
+
+
+def test_atomic_torch_save_turns_a_full_disk_into_an_oserror(tmp_path):
+    """Every torch.save ganzoo does (checkpoints, the evaluation classifier's cache) goes through
+    atomic_torch_save: on a full disk an ENOSPC OSError, not torch's RuntimeError, and no file left."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = textwrap.dedent(f"""
+        mount -t tmpfs -o size=256k tmpfs {disk}
+        {sys.executable} - <<'EOF'
+        import errno, os, torch
+        from ganzoo.io import atomic_torch_save
+        try:
+            atomic_torch_save("{disk}/big.pt", {{"w": torch.zeros(1 << 20)}})
+        except OSError as exc:
+            print("oserror", exc.errno == errno.ENOSPC, exc.filename)
+        print("left", sorted(os.listdir("{disk}")))
+        EOF
+    """)
+    done = subprocess.run(["unshare", "-rm", "bash", "-c", script], capture_output=True, text=True, timeout=300)
+    assert f"oserror True {disk}/big.pt" in done.stdout, done.stdout + done.stderr
+    assert "left []" in done.stdout

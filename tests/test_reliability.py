@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import ganzoo
-from ganzoo import checkpoint
+import ganzoo.io
 from ganzoo.checkpoint import list_checkpoints, load_checkpoint
 from ganzoo.cli import main
 
@@ -125,7 +125,7 @@ def test_write_failure_keeps_the_previous_checkpoint(tmp_path, monkeypatch, caps
     run = tmp_path / "run"
     calls = {"n": 0}
 
-    real_write = checkpoint.atomic_write
+    real_write = ganzoo.io.atomic_write
 
     def flaky_write(path, write):
         if path.name.endswith(".pt"):
@@ -137,7 +137,7 @@ def test_write_failure_keeps_the_previous_checkpoint(tmp_path, monkeypatch, caps
             return real_write(path, half)
         return real_write(path, write)
 
-    monkeypatch.setattr(checkpoint, "atomic_write", flaky_write)
+    monkeypatch.setattr(ganzoo.io, "atomic_write", flaky_write)
     assert _train(run, "vanilla", "8gaussians", 5, "--ckpt-every", "1", "--keep", "0") == 2
     err = capsys.readouterr().err
     assert "no space left on device" in err and "step-0000002.pt is intact" in err and err.count("\n") == 1

@@ -46,3 +46,26 @@ def test_a_filesystem_error_anywhere_is_one_line(tmp_path, capsys):
     assert main(["train", "--resume", str(run), "--steps", "3", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err and "config.json" in err
+
+
+def test_a_loose_checkpoint_file_is_not_resumed_into_its_grandparent_folder(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(run, 2) == 0
+    loose = tmp_path / "elsewhere" / "inner"
+    loose.mkdir(parents=True)
+    (loose / "step-0000002.pt").write_bytes((run / "checkpoints" / "step-0000002.pt").read_bytes())
+    assert main(["train", "--resume", str(loose / "step-0000002.pt"), "--steps", "3", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not inside a run directory's checkpoints/ folder" in err
+    assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == ["inner"]  # nothing written beside it
+    # Put where the message says, it resumes.
+    (tmp_path / "adopted" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "adopted" / "checkpoints" / "step-0000002.pt").write_bytes((loose / "step-0000002.pt").read_bytes())
+    assert main(["train", "--resume", str(tmp_path / "adopted"), "--steps", "3", "--quiet"]) == 0
+
+
+def test_an_empty_path_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "vanilla", "--out", "", *SMALL]) == 2
+    assert "--out: expected a path, got an empty string" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

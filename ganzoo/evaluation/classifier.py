@@ -38,7 +38,7 @@ from torch import nn
 
 from ..data.base import Dataset, InMemoryDataset, cache_dir
 from ..errors import GanzooError
-from ..io import atomic_write
+from ..io import atomic_torch_save
 
 CACHE_FORMAT = 1
 
@@ -321,7 +321,7 @@ def get_classifier(dataset: Dataset, recipe: ClassifierRecipe | None = None, dev
                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, lambda handle: torch.save(payload, handle))
+            atomic_torch_save(path, payload)
         except OSError as exc:
             log(f"warning: could not cache the classifier at {path}: {exc}")
         found = TrainedClassifier(model, key, path, acc, seconds, True, recipe)

@@ -8,10 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from pathlib import Path
 from typing import Any
 
-from ..cli import _sample_count, _seed  # the CLI's own argument checks (imported after ganzoo.cli loads)
+from ..cli import _sample_count, _seed, path_arg  # the CLI's own argument checks (imported after ganzoo.cli loads)
 
 EPILOG = """examples:
   ganzoo eval runs/wgan-gp-grid                 # 2500 samples: modes, high-quality %, reverse KL
@@ -58,7 +57,7 @@ def add_command(subparsers, parser_class) -> None:
     p.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
     p.add_argument("--n", type=_sample_count, help="samples to draw (default 2500 for 2-D data, 5000 for images)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--data-dir", type=Path, help="where the run's dataset lives now (default: as trained)")
+    p.add_argument("--data-dir", type=path_arg, help="where the run's dataset lives now (default: as trained)")
     p.add_argument("--seed", type=_seed, default=0, help="noise seed (default 0)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--no-write", action="store_true", help="do not write eval.json into the run directory")
