@@ -77,8 +77,9 @@ def weights_health(nets_state: dict[str, torch.Tensor]) -> dict[str, Any]:
             "sane": finite and largest <= SANE_WEIGHT_LIMIT}
 
 
-def save_checkpoint(path: Path, payload: dict[str, Any], keep: int = 0) -> None:
-    """Write ``payload`` atomically and keep the newest ``keep`` checkpoints (0: all).
+def save_checkpoint(path: Path, payload: dict[str, Any], keep: int = 0) -> dict[str, Any]:
+    """Write ``payload`` atomically and keep the newest ``keep`` checkpoints (0: all);
+    returns the weights' health (see :func:`weights_health`).
 
     ``payload["health"]`` is filled in (see :func:`weights_health`); a sane
     checkpoint moves the ``sane`` pointer to itself, and the checkpoint it
@@ -101,6 +102,7 @@ def save_checkpoint(path: Path, payload: dict[str, Any], keep: int = 0) -> None:
         for old in list_checkpoints(folder.parent)[:-keep]:
             if old not in protected:
                 old.unlink(missing_ok=True)
+    return health
 
 
 def os_reason(exc: OSError) -> str:

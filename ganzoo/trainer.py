@@ -39,6 +39,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,6 +241,7 @@ class Trainer:
         self.device = device or resolve_device(self.options.device)
         self.dist = dist
         self.skipped_steps = 0
+        self.warned_insane = False
         self.toolkit = variant.toolkit
         self.precision = Precision(self.options.precision or "fp32", self.device)
 
@@ -306,7 +308,7 @@ class Trainer:
 
     def _save_checkpoint(self, state: TrainState) -> Path:
         path = self._checkpoint_path(state)
-        save_checkpoint(path, {
+        health = save_checkpoint(path, {
             "ganzoo_version": __version__,
             "config": self.config,
             "step": state.step,
@@ -318,6 +320,12 @@ class Trainer:
             "skipped_steps": self.skipped_steps,
             "precision": self.precision.state_dict(),
         }, keep=self.options.keep)
+        if not health["sane"] and not self.warned_insane:
+            # Finite but huge weights do not stop a run (the losses may stay finite); say it once.
+            self.warned_insane = True
+            size = f"as large as {health['max_abs_weight']:.3g}" if health["finite"] else "not finite"
+            warnings.warn(f"checkpoint {path.name} holds weights {size} (beyond {SANE_WEIGHT_LIMIT:g}): the run has "
+                          "probably diverged; a lower --lr may help", stacklevel=2)
         return path
 
     def _evaluate(self, state: TrainState) -> dict[str, Any]:

@@ -174,6 +174,9 @@ def test_after_a_divergence_the_last_sane_checkpoint_is_kept_and_named(tmp_path,
     run = tmp_path / "run"
     assert _train(run, 8, "--ckpt-every", "1", "--keep", "1", variant="test-blowup") == 2
     err = capsys.readouterr().err
+    # Said once, when the first blown-up checkpoint is written (finite weights do not stop a run).
+    assert err.count("ganzoo: warning: checkpoint step-0000003.pt holds weights as large as 2e+04") == 1
+    assert err.count("ganzoo: warning") == 1
     sane = run / "checkpoints" / "step-0000002.pt"
     assert "diverged at step 6" in err and f"the last checkpoint with sane weights is {sane}" in err
     # --keep 1 keeps the newest, and never deletes the last sane one.
@@ -186,8 +189,9 @@ def test_after_a_divergence_the_last_sane_checkpoint_is_kept_and_named(tmp_path,
 def test_a_huge_learning_rate_says_the_run_must_restart(tmp_path, capsys):
     run = tmp_path / "run"
     assert _train(run, 5, "--lr", "1e6", "--ckpt-every", "1") == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "no checkpoint with sane weights exists" in err and "must restart" in err
+    warning, error = capsys.readouterr().err.splitlines()
+    assert warning.startswith("ganzoo: warning: checkpoint step-0000001.pt holds weights as large as")
+    assert "no checkpoint with sane weights exists" in error and "must restart" in error
 
 
 def test_rotation_never_deletes_the_last_sane_checkpoint(tmp_path):
