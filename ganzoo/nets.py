@@ -7,7 +7,8 @@ raw scores ``(B,)`` (logits for the BCE variants).
 
 * MLP nets: the toy nets of the WGAN-GP paper (3 x Linear 512 + ReLU) for
   vectors, and the classic MNIST GAN MLP (hidden 128, LeakyReLU) for flattened
-  images.
+  images. PacGAN's toy nets (``toy_arch=pacgan``): a 4 x 400 ReLU + BatchNorm
+  generator and a maxout discriminator.
 * Conv nets: the DCGAN family. An image of side S is reached from a seed of
   side S / 2^k (k upsamplings by transposed conv 4x4 stride 2, the seed side
   kept >= 4): 28 -> 7, 32 -> 4, 64 -> 4. The critic mirrors it.
@@ -124,6 +125,65 @@ class MLPDiscriminator(nn.Module):
         if e is not None:
             h = torch.cat([h, e], dim=1)
         return self.body(h).squeeze(1)
+
+
+class PacGANToyGenerator(nn.Module):
+    """PacGAN's toy generator (Lin et al. 2018, the authors' 2-D code): z (B, nz) ->
+    4 x [Linear 400 (no bias) + BatchNorm + ReLU] -> Linear to the data dimension."""
+
+    def __init__(self, nz: int, shape: tuple[int, ...], hidden: int = 400, layers: int = 4):
+        super().__init__()
+        self.shape = tuple(shape)
+        blocks: list[nn.Module] = []
+        width = nz
+        for _ in range(layers):
+            blocks += [nn.Linear(width, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU()]
+            width = hidden
+        blocks.append(nn.Linear(width, math.prod(self.shape)))
+        self.body = nn.Sequential(*blocks)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.body(z).view(z.shape[0], *self.shape)
+
+
+class Maxout(nn.Module):
+    """Linear maxout (Goodfellow et al. 2013): (B, in) -> (B, out), the max over ``pieces``
+    linear maps per output unit."""
+
+    def __init__(self, in_features: int, out_features: int, pieces: int):
+        super().__init__()
+        self.out_features, self.pieces = out_features, pieces
+        self.linear = nn.Linear(in_features, out_features * pieces)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).view(x.shape[0], self.out_features, self.pieces).amax(dim=2)
+
+
+class MaxoutDiscriminator(nn.Module):
+    """PacGAN's toy discriminator: x (B, *shape) flattened -> 3 x Maxout(200 units,
+    5 pieces) -> Linear 1; scores (B,)."""
+
+    def __init__(self, shape: tuple[int, ...], hidden: int = 200, layers: int = 3, pieces: int = 5):
+        super().__init__()
+        blocks: list[nn.Module] = []
+        width = math.prod(shape)
+        for _ in range(layers):
+            blocks.append(Maxout(width, hidden, pieces))
+            width = hidden
+        blocks.append(nn.Linear(width, 1))
+        self.body = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.body(x.flatten(1)).squeeze(1)
+
+
+def gaussian_init(module: nn.Module, std: float = 0.02) -> None:
+    """Linear weights N(0, std), biases 0 (PacGAN's toy nets); BatchNorm keeps scale 1, shift 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 class ConvGenerator(nn.Module):

@@ -44,3 +44,18 @@ def test_a_changed_default_retrains_the_run(tmp_path, quality):
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"hparams": {"steps": 30, "lr_g": 1.0}}))
     assert not quality._same_hparams(run, "vanilla", "ring", 30)
+
+
+def test_pacgan_mode_writes_the_table_beside_the_published_one(tmp_path, quality):
+    args = ["--pacgan", "--quick", "--steps", "3", "--jobs", "1", "--out", str(tmp_path / "docs"),
+            "--runs-dir", str(tmp_path / "runs")]
+    assert quality.main(args) == 0
+    report = (tmp_path / "docs" / "pacgan.md").read_text()
+    for label in ("GAN", "PacGAN2", "PacGAN3", "PacGAN4"):
+        assert f"| {label} | ganzoo, 3 steps | 1 |" in report and f"| {label} | PacGAN Table 1 | 10 |" in report
+    assert "of 16" in report  # modes and reverse KL, 4 rows x 2 layouts
+    runs = json.loads((tmp_path / "docs" / "results" / "pacgan.json").read_text())["runs"]
+    assert sorted({(r["dataset"], r["pack"]) for r in runs}) == [(d, p) for d in ("grid", "ring") for p in (1, 2, 3, 4)]
+    config = json.loads((tmp_path / "runs" / "pacgan4-grid-s0" / "config.json").read_text())["hparams"]
+    assert config["toy_arch"] == "pacgan" and config["pack"] == 4 and config["batch_size"] == 400
+    assert config["betas"] == [0.8, 0.999] and config["lr_g"] == config["lr_d"] == 1e-4

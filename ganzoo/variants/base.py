@@ -9,7 +9,7 @@ Hyperparameters every subclass has (override values in ``defaults``):
 ``steps`` generator steps, ``batch_size``, ``lr_g``, ``lr_d``, ``betas``,
 ``n_critic``, ``nz`` (noise dim for images), ``arch`` ("mlp" or "conv" for
 images), ``g_width``/``d_width`` (conv base channels), ``hidden``/``layers`` (MLP nets) and
-``toy_nz``/``toy_hidden``/``toy_layers`` (nets for vector data).
+``toy_nz``/``toy_hidden``/``toy_layers``/``toy_arch`` (nets for vector data).
 
 It takes every toolkit feature (:mod:`ganzoo.toolkit`): those every variant
 gets (EMA, LR schedules, spectral norm, DiffAugment) plus R1 (added to the
@@ -27,7 +27,8 @@ from torch import nn
 
 from ..data.base import Batch, DataSpec
 from ..errors import GanzooError
-from ..nets import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator, dcgan_init
+from ..nets import (ConvDiscriminator, ConvGenerator, MaxoutDiscriminator, MLPDiscriminator, MLPGenerator,
+                    PacGANToyGenerator, dcgan_init, gaussian_init)
 from ..ops import gradient_penalty
 from ..toolkit.pack import packed_shape
 from ..toolkit.r1 import r1_due
@@ -49,13 +50,17 @@ COMMON_DEFAULTS: dict[str, Any] = {
 }
 
 # The toy nets of the WGAN-GP paper (gan_toy.py): 2-d noise, 3 x Linear 512 + ReLU.
+# toy_arch="pacgan": PacGAN's toy nets instead (toy_hidden / toy_layers do not apply).
 TOY_DEFAULTS: dict[str, Any] = {
     "steps": 2000,
     "batch_size": 256,
     "toy_nz": 2,
     "toy_hidden": 512,
     "toy_layers": 3,
+    "toy_arch": "wgan-gp",
 }
+#: Vector-data networks by ``toy_arch``.
+TOY_ARCHS = ("wgan-gp", "pacgan")
 
 
 class TwoPlayerVariant(Variant):
@@ -94,17 +99,33 @@ class TwoPlayerVariant(Variant):
         hp = self.hparams
         classes = spec.num_classes if self.conditional else None
         if not spec.is_image:
-            nets = nn.ModuleDict({
-                "G": MLPGenerator(hp["toy_nz"], spec.shape, hp["toy_hidden"], hp["toy_layers"],
-                                  "relu", num_classes=classes),
-                "D": MLPDiscriminator(self.critic_shape(spec), hp["toy_hidden"], hp["toy_layers"], "relu",
-                                      num_classes=classes),
-            })
+            nets = self.vector_nets(spec, classes)
         else:
             nets = self.image_nets(spec, classes)
             if self.dcgan_init:
                 dcgan_init(nets)
         return nets
+
+    def vector_nets(self, spec: DataSpec, classes: int | None) -> nn.ModuleDict:
+        """Nets for vector data, by ``toy_arch``: "wgan-gp" (Gulrajani et al. 2017's toy MLPs,
+        ``toy_hidden`` x ``toy_layers``) or "pacgan" (Lin et al. 2018's toy nets, N(0, 0.02) init)."""
+        hp = self.hparams
+        arch = hp.get("toy_arch", "wgan-gp")
+        if arch == "wgan-gp":
+            return nn.ModuleDict({
+                "G": MLPGenerator(hp["toy_nz"], spec.shape, hp["toy_hidden"], hp["toy_layers"],
+                                  "relu", num_classes=classes),
+                "D": MLPDiscriminator(self.critic_shape(spec), hp["toy_hidden"], hp["toy_layers"], "relu",
+                                      num_classes=classes),
+            })
+        if arch == "pacgan":
+            if classes:
+                raise GanzooError("toy_arch=pacgan has no conditional nets; use toy_arch=wgan-gp")
+            nets = nn.ModuleDict({"G": PacGANToyGenerator(hp["toy_nz"], spec.shape),
+                                  "D": MaxoutDiscriminator(self.critic_shape(spec))})
+            gaussian_init(nets)
+            return nets
+        raise GanzooError(f"unknown toy_arch {arch!r}; use {' or '.join(repr(a) for a in TOY_ARCHS)}")
 
     def image_nets(self, spec: DataSpec, classes: int | None) -> nn.ModuleDict:
         hp = self.hparams
