@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the dataset's folder (default: $GANZOO_DATA/NAME, else ~/.cache/ganzoo/data/NAME)")
     p.add_argument("--image-size", type=_image_size, help="resize and centre-crop images to this side")
     p.add_argument("--channels", type=int, choices=(1, 3), help="1: grayscale, 3: RGB")
+    p.add_argument("--standardize", action="store_true", default=None,
+                   help="vector data: train on coordinates divided by their root mean square (plots, "
+                        "samples and metrics stay in the data's own units)")
     p.add_argument("--steps", type=_positive_int, help="generator steps (default: the variant's)")
     p.add_argument("--batch-size", type=_batch_size, help="examples per batch")
     p.add_argument("--lr", type=_positive_float, help="learning rate of both G and D")
@@ -249,7 +252,8 @@ def cmd_train(args) -> int:
                            on_nan=args.on_nan, eval_every=args.eval_every, eval_n=args.eval_n,
                            accumulate=args.accumulate, sync_bn=args.sync_bn,
                            precision=args.precision, progress=not args.quiet)
-    dataset_options = {"data_dir": args.data_dir, "image_size": args.image_size, "channels": args.channels}
+    dataset_options = {"data_dir": args.data_dir, "image_size": args.image_size, "channels": args.channels,
+                       "standardize": args.standardize}
     if args.resume is not None:
         if args.out is not None:
             raise GanzooError("--resume continues in the run's own directory; drop --out")

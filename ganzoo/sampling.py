@@ -58,7 +58,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", ema: bo
 
 def sample(path: str | Path | LoadedGenerator, n: int = 64, label: int | None = None,
            seed: int = 0, device: str | torch.device = "cpu", ema: bool = True) -> torch.Tensor:
-    """n samples (n, *shape) from a trained run; images in [-1, 1].
+    """n samples (n, *shape) from a trained run; images in [-1, 1], vectors in the data's own units.
 
     label: for conditional variants, draw every sample for this class (default:
     cycle through the classes); an error for unconditional variants.
@@ -79,4 +79,4 @@ def sample(path: str | Path | LoadedGenerator, n: int = 64, label: int | None = 
         raise GanzooError(f"variant {variant.name!r} is unconditional; drop --label")
     torch.manual_seed(seed)
     with torch.no_grad():
-        return variant.generate(loaded.nets, variant.latent(n, device), labels)
+        return spec.to_data_units(variant.generate(loaded.nets, variant.latent(n, device), labels))

@@ -292,7 +292,7 @@ class Trainer:
         was_training = nets.training
         nets.eval()
         with torch.no_grad():
-            fake = self.variant.generate(self.variant.sampling_nets(nets), z, labels)
+            fake = self.dataset.spec.to_data_units(self.variant.generate(self.variant.sampling_nets(nets), z, labels))
         nets.train(was_training)
         path = self.run_dir / "samples" / f"{name}.png"
         if self.dataset.spec.is_image:

@@ -28,12 +28,20 @@ class DataSpec:
     shape: ``(D,)`` for vectors or ``(C, H, W)`` for images.
     num_classes: number of labels, or None when the set is unlabeled.
     size: number of examples, or None for a distribution sampled afresh.
+    data_scale: what the served data was divided by (``--standardize``: the
+    root mean square of the coordinates; else 1). Generated samples are in the
+    served units; :meth:`to_data_units` brings them back for plots and metrics.
     Images are always served as float in [-1, 1]; vectors in their own units.
     """
 
     shape: tuple[int, ...]
     num_classes: int | None = None
     size: int | None = None
+    data_scale: float = 1.0
+
+    def to_data_units(self, samples: torch.Tensor) -> torch.Tensor:
+        """Generated (or served) samples (B, *shape) in the dataset's own units."""
+        return samples if self.data_scale == 1.0 else samples * self.data_scale
 
     @property
     def is_image(self) -> bool:
@@ -56,7 +64,7 @@ class DataSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "DataSpec":
-        return cls(tuple(data["shape"]), data.get("num_classes"), data.get("size"))
+        return cls(tuple(data["shape"]), data.get("num_classes"), data.get("size"), float(data.get("data_scale", 1.0)))
 
 
 @dataclass

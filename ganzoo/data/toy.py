@@ -6,6 +6,7 @@ the index of the mixture component, so conditional variants train on them too.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -28,6 +29,28 @@ def twenty_five_gaussian_centres() -> torch.Tensor:
     return 2.0 * torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1)
 
 
+class Standardizable:
+    """Mixin for vector datasets: ``standardize=True`` (``--standardize``) serves the data divided
+    by the root mean square of its coordinates, so nets see coordinates of unit scale whatever the
+    layout's size (the WGAN-GP toy script divides its grid by 2.828 for this reason: the grid's RMS).
+
+    Only the training batches are scaled (``spec.data_scale`` records by what); the reference
+    sample, the plots and the metrics stay in the dataset's own units, and generated samples are
+    brought back with ``spec.to_data_units``. The dataset provides ``rms()``, the root mean
+    square of its coordinates.
+    """
+
+    def __init__(self, seed: int = 0, standardize: bool = False):
+        super().__init__(seed)
+        if standardize:
+            self.spec = dataclasses.replace(type(self).spec, data_scale=float(self.rms()))
+
+    def sample(self, batch_size: int) -> Batch:
+        batch = super().sample(batch_size)
+        scale = self.spec.data_scale
+        return batch if scale == 1.0 else Batch(batch.real / scale, batch.labels)
+
+
 class GaussianMixture:
     """A mixture of isotropic Gaussians with equal weights; the label is the component.
 
@@ -41,6 +64,11 @@ class GaussianMixture:
     @classmethod
     def raw_centres(cls) -> torch.Tensor:
         raise NotImplementedError
+
+    def rms(self) -> float:
+        """The coordinates' root mean square, exactly: sqrt(mean |centre|^2 / 2 + std^2) / scale."""
+        centres = self.raw_centres()
+        return math.sqrt(centres.pow(2).sum(1).mean().item() / 2 + self.std**2) / self.scale
 
     @classmethod
     def modes(cls) -> tuple[torch.Tensor, float]:
@@ -58,7 +86,7 @@ class FreshMixture(GaussianMixture, SampledDataset):
         return Batch((centres[labels] + noise) / self.scale, labels)
 
 
-class EightGaussians(FreshMixture):
+class EightGaussians(Standardizable, FreshMixture):
     name = "8gaussians"
     description = "8 Gaussians on a circle (std 0.02, /1.414), resampled every batch; label = mode"
     spec = DataSpec(shape=(2,), num_classes=8, size=None)
@@ -67,7 +95,7 @@ class EightGaussians(FreshMixture):
     raw_centres = staticmethod(eight_gaussian_centres)
 
 
-class TwentyFiveGaussians(GaussianMixture, InMemoryDataset):
+class TwentyFiveGaussians(Standardizable, GaussianMixture, InMemoryDataset):
     name = "25gaussians"
     description = "5x5 grid of Gaussians (std 0.05, /2.828), 4000 points each; label = mode"
     spec = DataSpec(shape=(2,), num_classes=25, size=100_000)
@@ -97,7 +125,7 @@ def grid_centres() -> torch.Tensor:
     return twenty_five_gaussian_centres()  # the same lattice, without the WGAN-GP /2.828
 
 
-class Ring(FreshMixture):
+class Ring(Standardizable, FreshMixture):
     name = "ring"
     description = "PacGAN ring: 8 Gaussians on the unit circle, std 0.01; label = mode"
     spec = DataSpec(shape=(2,), num_classes=8, size=None)
@@ -105,7 +133,7 @@ class Ring(FreshMixture):
     raw_centres = staticmethod(ring_centres)
 
 
-class Grid(FreshMixture):
+class Grid(Standardizable, FreshMixture):
     name = "grid"
     description = "PacGAN grid: 25 Gaussians at {-4,-2,0,2,4}^2, std 0.05; label = mode"
     spec = DataSpec(shape=(2,), num_classes=25, size=None)
@@ -113,12 +141,17 @@ class Grid(FreshMixture):
     raw_centres = staticmethod(grid_centres)
 
 
-class SwissRoll(SampledDataset):
+class SwissRoll(Standardizable, SampledDataset):
     name = "swissroll"
     description = "scikit-learn's swiss roll (noise 0.25), columns 0 and 2, /7.5; unlabeled"
     spec = DataSpec(shape=(2,), num_classes=None, size=None)
     noise = 0.25
     scale = 7.5
+
+    def rms(self) -> float:
+        """Estimated from 100,000 points of a fixed generator (the same for every seed)."""
+        points = self.draw(100_000, torch.Generator().manual_seed(0x5CA1E), torch.device("cpu")).real
+        return float(points.pow(2).mean().sqrt())
 
     def draw(self, batch_size, generator, device) -> Batch:
         # make_swiss_roll: t = 1.5 pi (1 + 2u), x = t cos t, z = t sin t, plus noise.

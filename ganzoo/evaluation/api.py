@@ -102,7 +102,8 @@ def generate_samples(variant, nets: nn.ModuleDict, spec, n: int, seed: int = 0, 
                 size = min(chunk, n - start)
                 z = variant.latent(size, device)
                 wanted = None if labels is None else labels[start:start + size].to(device)
-                parts.append(variant.generate(nets, z, wanted).float().cpu())
+                # In the data's own units (a --standardize run generates standardized points).
+                parts.append(spec.to_data_units(variant.generate(nets, z, wanted)).float().cpu())
     finally:
         nets.train(was_training)
     return torch.cat(parts), labels

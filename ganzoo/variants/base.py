@@ -96,7 +96,6 @@ class TwoPlayerVariant(Variant):
 
     # -- networks -----------------------------------------------------------
     def build(self, spec: DataSpec) -> nn.ModuleDict:
-        hp = self.hparams
         classes = spec.num_classes if self.conditional else None
         if not spec.is_image:
             nets = self.vector_nets(spec, classes)
