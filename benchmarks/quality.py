@@ -159,10 +159,12 @@ def _same_hparams(run_dir: Path, variant: str, dataset: str, steps: int,
 
 def run_one(variant: str, dataset: str, seed: int, steps: int, runs_dir: Path, data_dir: Path | None,
             n: int, floor: bool, fresh: bool, recipe: ClassifierRecipe | None = None,
-            hparams: dict[str, Any] | None = None, name: str | None = None) -> dict[str, Any]:
+            hparams: dict[str, Any] | None = None, name: str | None = None,
+            dataset_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train (unless already done) and evaluate one run; returns its record.
 
-    hparams: overrides of the variant's defaults; name: the run's label (default: the variant).
+    hparams: overrides of the variant's defaults; name: the run's label (default: the variant);
+    dataset_options: e.g. ``{"standardize": True}``.
     """
     hparams = dict(hparams or {})
     run_dir = runs_dir / f"{name or variant}-{dataset}-s{seed}"
@@ -171,16 +173,17 @@ def run_one(variant: str, dataset: str, seed: int, steps: int, runs_dir: Path, d
     if done.exists() and not fresh:
         record = json.loads(done.read_text())
         if (record.get("step") == steps and record.get("n") == n and ("floor" in record or not floor)
-                and _same_hparams(run_dir, variant, dataset, steps, hparams)):
+                and _same_hparams(run_dir, variant, dataset, steps, hparams)
+                and record.get("dataset_options", {}) == (dataset_options or {})):
             return record | {"reused": True}
     if run_dir.exists():
         shutil.rmtree(run_dir)
     options = ganzoo.TrainOptions(device="cpu", seed=seed, sample_every=0, ckpt_every=0, log_every=100,
                                   keep=1, progress=False)
-    dataset_options = {"data_dir": data_dir} if dataset == "mnist" else {}
+    extra_options = dict(dataset_options or {})
     start = time.perf_counter()
     ganzoo.train(variant, dataset, out=run_dir, hparams={**hparams, "steps": steps}, options=options,
-                 dataset_options=dataset_options)
+                 dataset_options={**({"data_dir": data_dir} if dataset == "mnist" else {}), **extra_options})
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
     record = evaluate(run_dir, n=n, device="cpu", floor=floor, write=False, recipe=recipe)
@@ -188,6 +191,8 @@ def run_one(variant: str, dataset: str, seed: int, steps: int, runs_dir: Path, d
     record["train_seconds"] = round(train_seconds, 1)
     record["train_seed"] = seed
     record["threads"] = torch.get_num_threads()
+    if extra_options:
+        record["dataset_options"] = extra_options
     done.write_text(json.dumps(record, indent=2) + "\n")
     return record
 

@@ -59,3 +59,22 @@ def test_pacgan_mode_writes_the_table_beside_the_published_one(tmp_path, quality
     config = json.loads((tmp_path / "runs" / "pacgan4-grid-s0" / "config.json").read_text())["hparams"]
     assert config["toy_arch"] == "pacgan" and config["pack"] == 4 and config["batch_size"] == 400
     assert config["betas"] == [0.8, 0.999] and config["lr_g"] == config["lr_d"] == 1e-4
+
+
+def test_a_recipe_trial_shows_every_recipe_and_seed(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("ganzoo_recipes_script", SCRIPT.parent / "recipes.py")
+    recipes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipes)
+    monkeypatch.setitem(recipes.TRIALS, "tiny", {
+        "variant": "vanilla", "dataset": "grid", "seeds": 2, "steps": 3,
+        "metrics": [("modes", "modes /25", 1, 1.0), ("hq_percent", "HQ %", 1, 1.0)],
+        "recipes": {"plain": {"hparams": {"toy_hidden": 16}, "dataset_options": {}, "source": "test"},
+                    "standardized": {"hparams": {"toy_hidden": 16}, "dataset_options": {"standardize": True},
+                                     "source": "test"}},
+    })
+    assert recipes.main(["tiny", "--jobs", "1", "--out", str(tmp_path / "docs"),
+                         "--runs-dir", str(tmp_path / "runs")]) == 0
+    report = (tmp_path / "docs" / "tiny.md").read_text()
+    assert "| plain |" in report and "| standardized |" in report and "3 generator steps per run" in report
+    config = json.loads((tmp_path / "runs" / "tiny" / "r1-grid-s1" / "config.json").read_text())
+    assert config["dataset_options"] == {"standardize": True} and config["hparams"]["toy_hidden"] == 16

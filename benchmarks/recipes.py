@@ -1,0 +1,119 @@
+"""Recipe trials: a variant's default beside candidate recipes, same budget, several seeds, side by side.
+
+    python benchmarks/recipes.py wgan-gp-grid            # one trial of TRIALS, into docs/recipes/NAME.md
+    python benchmarks/recipes.py --list
+
+Issue 14 asks for each variant's default recipe to be earned with evidence and
+only with settings published for its family. A trial trains every recipe of
+one (variant, dataset) pair for the same seeds and budget, through
+``benchmarks/quality.py``'s ``run_one`` (so the runs, their evaluation and
+their reuse are those of the results table), and writes a table of every run
+(mean ± s.e. over seeds and each seed's figures: no seed or step is picked).
+Each recipe names the paper its settings come from.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import quality  # noqa: E402  (benchmarks/quality.py: run_one, run_pool, fmt, metric)
+
+import torch  # noqa: E402
+
+#: name -> the trial: variant, dataset, seeds, steps ("default": the variant's), the metrics shown
+#: (key, label, digits, scale) and its recipes (label -> hparams, dataset options, where the settings
+#: come from).
+TRIALS: dict[str, dict[str, Any]] = {
+    "wgan-gp-grid": {
+        "variant": "wgan-gp", "dataset": "grid", "seeds": 3, "steps": "default",
+        "metrics": [("modes", "modes /25", 1, 1.0), ("hq_percent", "HQ %", 1, 1.0),
+                    ("reverse_kl", "rev-KL", 3, 1.0)],
+        "recipes": {
+            "default (paper toy settings)": {
+                "hparams": {}, "dataset_options": {},
+                "source": "Gulrajani et al. 2017, gan_toy.py: Adam 1e-4 (0.5, 0.9), 5 critic steps, λ 0.1, "
+                          "batch 256, constant learning rate"},
+            "+ standardized data": {
+                "hparams": {}, "dataset_options": {"standardize": True},
+                "source": "gan_toy.py divides its 25-Gaussian grid by 2.828, the grid's RMS"},
+            "+ standardized data, linear decay to 0": {
+                "hparams": {"lr_schedule": "linear"}, "dataset_options": {"standardize": True},
+                "source": "the same, with the WGAN-GP image scripts' linear decay of the learning rate "
+                          "to 0 over training (gan_cifar.py)"},
+        },
+    },
+}
+
+
+def run_trial(name: str, out: Path, runs_dir: Path, jobs: int, fresh: bool) -> Path:
+    trial = TRIALS[name]
+    variant, dataset = trial["variant"], trial["dataset"]
+    spec = quality.ganzoo.get_dataset(dataset).spec
+    default_steps = int(quality.ganzoo.get_variant(variant).resolve_hparams(spec, {})["steps"])
+    steps = default_steps if trial["steps"] == "default" else int(trial["steps"])
+    n = quality.VECTOR_N if not spec.is_image else quality.IMAGE_N
+    tasks, labels = [], []
+    for index, (label, recipe) in enumerate(trial["recipes"].items()):
+        for seed in range(trial["seeds"]):
+            tasks.append((variant, dataset, seed, steps, runs_dir / name, None, n, False, fresh, None,
+                          recipe["hparams"], f"r{index}", recipe["dataset_options"]))
+            labels.append(label)
+    start = time.perf_counter()
+    records = quality.run_pool(tasks, jobs, 1 if jobs > 1 else None)
+    by_recipe: dict[str, list[dict]] = {}
+    for label, record in zip(labels, records):
+        by_recipe.setdefault(label, []).append(record)
+    columns = trial["metrics"]
+    lines = [f"# Recipe trial `{name}`: {variant} on {dataset}", "",
+             f"Run with `python benchmarks/recipes.py {name}` on {date.today()} (2 CPU cores, {jobs} job(s) of one "
+             f"thread, torch {torch.__version__}; 1-minute load average at the end {os.getloadavg()[0]:.1f}) in "
+             f"{(time.perf_counter() - start) / 60:.0f} min. {steps} generator steps per run, seeds 0–"
+             f"{trial['seeds'] - 1}, {n} samples evaluated; every run is shown, the last step of each.", "",
+             "| recipe | " + " | ".join(c[1] for c in columns) + " | per seed | train min | settings from |",
+             "|---|" + "---|" * (len(columns) + 3)]
+    for label, recipe in trial["recipes"].items():
+        records = by_recipe[label]
+        cells = [quality.fmt(quality.metric(records, key, scale), digits) for key, _, digits, scale in columns]
+        per_seed = "; ".join(", ".join(f"{r['metrics'][key] * scale:.{digits}f}" for key, _, digits, scale in columns)
+                             for r in records)
+        minutes = quality.fmt([r.get("train_seconds", float("nan")) / 60 for r in records], 1)
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {per_seed} | {minutes} | {recipe['source']} |")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("trials", nargs="*", help="names from TRIALS")
+    parser.add_argument("--list", action="store_true", help="list the trials")
+    parser.add_argument("--out", type=Path, default=Path("docs") / "recipes")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs") / "recipes")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--fresh", action="store_true", help="retrain runs that already have a quality.json")
+    args = parser.parse_args(argv)
+    if args.list or not args.trials:
+        for name, trial in TRIALS.items():
+            print(f"{name}: {trial['variant']} on {trial['dataset']}, {len(trial['recipes'])} recipes x "
+                  f"{trial['seeds']} seeds")
+        return 0
+    unknown = [t for t in args.trials if t not in TRIALS]
+    if unknown:
+        print(f"unknown trial(s) {', '.join(unknown)}; see --list", file=sys.stderr)
+        return 2
+    if args.jobs > 1:
+        torch.set_num_threads(1)
+    for name in args.trials:
+        print(f"wrote {run_trial(name, args.out, args.runs_dir, args.jobs, args.fresh)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
