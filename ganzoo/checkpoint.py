@@ -122,6 +122,22 @@ def last_sane_checkpoint(run_dir: Path) -> Path | None:
     return folder / name if _NAME.match(name) and (folder / name).is_file() else None
 
 
+def divergence_advice(run_dir: Path) -> str:
+    """Where a diverged run can go on from: the newest checkpoint whose weights were sane (kept
+    on disk whatever ``--keep`` says), or plainly that the run must restart."""
+    found = list_checkpoints(run_dir)
+    sane = last_sane_checkpoint(run_dir)
+    if sane is not None:
+        newer = " (newer ones already hold blown-up weights)" if found and found[-1] != sane else ""
+        return (f"the last checkpoint with sane weights is {sane}{newer}; resume from it with a lower --lr "
+                f"and --force (ganzoo train --resume {sane} --lr LR --force), or train with --on-nan skip")
+    if found:
+        return (f"no checkpoint with sane weights exists ({found[-1].name} already holds blown-up weights: beyond "
+                f"{SANE_WEIGHT_LIMIT:g} in size or not finite): the run must restart; start a new run with a "
+                "lower --lr")
+    return "no checkpoint was written: start again with a lower --lr, or train with --on-nan skip"
+
+
 def list_checkpoints(run_dir: Path) -> list[Path]:
     """The run's checkpoints, oldest step first (temporary files are ignored)."""
     folder = Path(run_dir) / CHECKPOINT_DIR

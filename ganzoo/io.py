@@ -53,6 +53,28 @@ def atomic_torch_save(path: str | os.PathLike, obj) -> None:
     atomic_write(path, lambda handle: handle.write(buffer.getbuffer()))
 
 
+def drop_partial_last_line(path: Path) -> None:
+    """Cut a JSON-lines file back to its last complete line, so records appended
+    after a crash mid-write are not glued to half a record."""
+    try:
+        with open(path, "r+b") as handle:
+            size = handle.seek(0, io.SEEK_END)
+            end = size
+            while end > 0:
+                start = max(0, end - 65536)
+                handle.seek(start)
+                chunk = handle.read(end - start)
+                newline = chunk.rfind(b"\n")
+                if newline >= 0:
+                    end = start + newline + 1
+                    break
+                end = start
+            if end != size:
+                handle.truncate(end)
+    except FileNotFoundError:
+        pass
+
+
 def check_writable_dir(path: Path) -> None:
     """Raise OSError unless ``path`` (or its nearest existing parent) can be written."""
     probe = path

@@ -171,7 +171,7 @@ def train(variant: str, dataset: str | None = None, *, out: str | Path | None = 
     }
     created = not run_dir.exists()
     lock = _own_run_dir(run_dir, dist, fresh=True)
-    before = set(run_dir.iterdir())
+    before = set(run_dir.iterdir()) if dist.is_main else set()
     try:
         if dist.is_main:
             _write_config(run_dir, config)

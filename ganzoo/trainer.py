@@ -40,7 +40,6 @@ import sys
 import threading
 import time
 import warnings
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,12 +48,14 @@ import numpy as np
 import torch
 
 from . import __version__
-from .checkpoint import (CHECKPOINT_DIR, SANE_WEIGHT_LIMIT, checkpoint_name, last_sane_checkpoint, list_checkpoints,
+from .checkpoint import (CHECKPOINT_DIR, SANE_WEIGHT_LIMIT, checkpoint_name, divergence_advice, list_checkpoints,
                          os_reason, rng_state, save_checkpoint, set_rng_state)
 from .data.base import Dataset, DataSpec
 from .distributed import (SINGLE, DistContext, all_reduce_gradients, all_reduce_max, all_reduce_mean, barrier,
                           broadcast_buffers, check_consistent, sync_batchnorm)
 from .errors import GanzooError
+from .options import TrainOptions  # also importable from here, as before
+from .io import drop_partial_last_line
 from .plotting import save_image_grid, save_scatter_plot
 from .precision import Precision
 from .progress import Progress
@@ -85,71 +86,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-#: Options a run keeps: recorded in config.json and applied again on resume unless given anew.
-RUN_OPTIONS: dict[str, Any] = {
-    "sample_every": 500,  # 0: only the final grid
-    "ckpt_every": 1000,  # 0: only the final checkpoint
-    "log_every": 10,
-    "keep": 3,  # checkpoints kept on disk (0: all; the newest sane one is always kept)
-    "on_nan": "stop",  # "stop": raise; "skip": drop the optimiser step and count it
-    "grid_size": 64,  # samples in an image grid (scatter plots use 1000)
-    "accumulate": 1,  # micro-batches per rank and optimiser step (gradients summed)
-    "eval_every": 0,  # evaluate every N steps into metrics.jsonl (0: never)
-    "eval_n": 2500,  # samples per evaluation
-    "precision": "fp32",  # fp32, bf16 or fp16
-}
-
-
-@dataclass
-class TrainOptions:
-    """How a run is driven (everything that is not a variant hyperparameter).
-
-    The options of :data:`RUN_OPTIONS` may be left ``None`` ("not given"):
-    :meth:`resolved` fills them from a resumed run's config.json, else from
-    the defaults there, so a resume keeps e.g. the run's ``--ckpt-every``.
-    """
-
-    device: str = "auto"
-    seed: int = 0
-    sample_every: int | None = None
-    ckpt_every: int | None = None
-    log_every: int | None = None
-    keep: int | None = None
-    on_nan: str | None = None
-    grid_size: int | None = None
-    accumulate: int | None = None
-    eval_every: int | None = None
-    eval_n: int | None = None
-    precision: str | None = None
-    sync_bn: bool = False  # SyncBatchNorm across ranks (CUDA only)
-    progress: bool = True
-
-    def resolved(self, saved: dict[str, Any] | None = None) -> "TrainOptions":
-        """A copy with every unset run option taken from ``saved`` (a run's config
-        ``options``), else from :data:`RUN_OPTIONS`; validated."""
-        saved = saved or {}
-        filled = {k: saved.get(k, default) if getattr(self, k) is None else getattr(self, k)
-                  for k, default in RUN_OPTIONS.items()}
-        options = dataclasses.replace(self, **filled)
-        options.validate()
-        return options
-
-    def run_options(self) -> dict[str, Any]:
-        """The run options as config.json records them."""
-        return {k: getattr(self, k) for k in RUN_OPTIONS}
-
-    def validate(self) -> None:
-        for key in ("sample_every", "ckpt_every", "keep", "eval_every"):
-            if getattr(self, key) is not None and getattr(self, key) < 0:
-                raise GanzooError(f"{key.replace('_', '-')} must be >= 0 (0 disables it)")
-        if self.log_every is not None and self.log_every <= 0:
-            raise GanzooError("log-every must be positive")
-        if self.accumulate is not None and self.accumulate <= 0:
-            raise GanzooError("accumulate must be positive")
-        if self.on_nan not in (None, "stop", "skip"):
-            raise GanzooError(f"on-nan must be 'stop' or 'skip', got {self.on_nan!r}")
 
 
 @dataclass
@@ -196,28 +132,6 @@ class _StopSignals:
     def __exit__(self, *exc) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
-
-
-def _drop_partial_last_line(path: Path) -> None:
-    """Cut a JSON-lines file back to its last complete line, so records appended
-    after a crash mid-write are not glued to half a record."""
-    try:
-        with open(path, "r+b") as handle:
-            size = handle.seek(0, io.SEEK_END)
-            end = size
-            while end > 0:
-                start = max(0, end - 65536)
-                handle.seek(start)
-                chunk = handle.read(end - start)
-                newline = chunk.rfind(b"\n")
-                if newline >= 0:
-                    end = start + newline + 1
-                    break
-                end = start
-            if end != size:
-                handle.truncate(end)
-    except FileNotFoundError:
-        pass
 
 
 def _grad_norm(optimizers: list[torch.optim.Optimizer]) -> torch.Tensor:
@@ -343,21 +257,6 @@ class Trainer:
                 state.nets.train(was_training)
         return {f"eval/{k}": v for k, v in results.items()}
 
-    def _divergence_advice(self) -> str:
-        """Where to go on from after a divergence: the newest checkpoint whose weights were
-        sane (kept on disk whatever ``--keep`` says), or plainly that the run must restart."""
-        found = list_checkpoints(self.run_dir)
-        sane = last_sane_checkpoint(self.run_dir)
-        if sane is not None:
-            newer = " (newer ones already hold blown-up weights)" if found and found[-1] != sane else ""
-            return (f"the last checkpoint with sane weights is {sane}{newer}; resume from it with a lower --lr "
-                    f"and --force (ganzoo train --resume {sane} --lr LR --force), or train with --on-nan skip")
-        if found:
-            return (f"no checkpoint with sane weights exists ({found[-1].name} already holds blown-up weights: beyond "
-                    f"{SANE_WEIGHT_LIMIT:g} in size or not finite): the run must restart; start a new run with a "
-                    "lower --lr")
-        return "no checkpoint was written: start again with a lower --lr, or train with --on-nan skip"
-
     def _last_checkpoint_hint(self) -> str:
         found = list_checkpoints(self.run_dir)
         return f"the last checkpoint is {found[-1]}" if found else "no checkpoint was written yet"
@@ -468,7 +367,7 @@ class Trainer:
                         continue
                     raise Diverged(
                         f"training diverged at step {state.step + 1}, phase {phase.name}: {problem}; "
-                        f"{self._divergence_advice()}")
+                        f"{divergence_advice(self.run_dir)}")
                 self.precision.step(optimizers)
                 if phase.after is not None:
                     phase.after(state.nets)
@@ -520,7 +419,7 @@ class Trainer:
         interval_steps = 0
         log_path = self.run_dir / "metrics.jsonl"
         if main:
-            _drop_partial_last_line(log_path)  # left by a full disk or a kill mid-write
+            drop_partial_last_line(log_path)  # left by a full disk or a kill mid-write
         # Unbuffered: each record is one write, so nothing is left to flush (and fail) at close.
         log_file = open(log_path, "ab", buffering=0) if main else None
 
