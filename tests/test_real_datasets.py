@@ -231,4 +231,4 @@ def test_list_json_reports_every_dataset():
     assert {"mnist", "fashion-mnist", "cifar10", "folder"} <= set(datasets)
     assert datasets["cifar10"]["shape"] == [3, 32, 32] and datasets["cifar10"]["channels"] == 3
     assert datasets["mnist"]["num_classes"] == 10 and datasets["mnist"]["size"] == 60000
-    assert "data_dir" in datasets["folder"]["options"] and datasets["8gaussians"]["options"] == []
+    assert "data_dir" in datasets["folder"]["options"] and datasets["8gaussians"]["options"] == ["standardize"]

@@ -60,6 +60,8 @@ class DataSpec:
         data["shape"] = list(self.shape)
         data["kind"] = "image" if self.is_image else "vector"
         data["channels"] = self.channels
+        if self.data_scale == 1.0:
+            del data["data_scale"]  # only standardized data records it (configs stay as they were)
         return data
 
     @classmethod
