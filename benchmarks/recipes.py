@@ -26,6 +26,8 @@ import quality  # noqa: E402  (benchmarks/quality.py: run_one, run_pool, fmt, me
 
 import torch  # noqa: E402
 
+import ganzoo  # noqa: E402
+
 #: name -> the trial: variant, dataset, seeds, steps ("default": the variant's), the metrics shown
 #: (key, label, digits, scale) and its recipes (label -> hparams, dataset options, where the settings
 #: come from).
@@ -54,8 +56,8 @@ TRIALS: dict[str, dict[str, Any]] = {
 def run_trial(name: str, out: Path, runs_dir: Path, jobs: int, fresh: bool) -> Path:
     trial = TRIALS[name]
     variant, dataset = trial["variant"], trial["dataset"]
-    spec = quality.ganzoo.get_dataset(dataset).spec
-    default_steps = int(quality.ganzoo.get_variant(variant).resolve_hparams(spec, {})["steps"])
+    spec = ganzoo.get_dataset(dataset).spec
+    default_steps = int(ganzoo.get_variant(variant).resolve_hparams(spec, {})["steps"])
     steps = default_steps if trial["steps"] == "default" else int(trial["steps"])
     n = quality.VECTOR_N if not spec.is_image else quality.IMAGE_N
     tasks, labels = [], []

@@ -27,7 +27,6 @@ a warning.
 """
 from __future__ import annotations
 
-import errno
 import math
 import numbers
 import pickle
@@ -42,7 +41,7 @@ import numpy as np
 import torch
 
 from .errors import GanzooError
-from .io import atomic_torch_save, atomic_write
+from .io import atomic_torch_save, atomic_write, os_reason
 
 FORMAT = 1
 CHECKPOINT_DIR = "checkpoints"
@@ -103,13 +102,6 @@ def save_checkpoint(path: Path, payload: dict[str, Any], keep: int = 0) -> dict[
             if old not in protected:
                 old.unlink(missing_ok=True)
     return health
-
-
-def os_reason(exc: OSError) -> str:
-    """An OSError as a few lower-case words ("no space left on device")."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "no space left on device" if exc.errno == errno.ENOSPC else "disk quota exceeded"
-    return (exc.strerror or str(exc)).lower()
 
 
 def last_sane_checkpoint(run_dir: Path) -> Path | None:

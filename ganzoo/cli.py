@@ -141,13 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     p.add_argument("--out", type=path_arg, help="run directory (default: runs/VARIANT-DATASET-TIME)")
-    p.add_argument("--keep", type=_non_negative_int, 
+    p.add_argument("--keep", type=_non_negative_int,
                    help="checkpoints kept on disk, newest first (and the newest with sane weights); "
                         "0 keeps all (default 3)")
-    p.add_argument("--eval-every", type=_non_negative_int, 
+    p.add_argument("--eval-every", type=_non_negative_int,
                    help="evaluate quality every N steps into metrics.jsonl (see `ganzoo eval`); 0: never")
     p.add_argument("--eval-n", type=_sample_count, help="samples per evaluation (default 2500)")
-    p.add_argument("--accumulate", type=_batch_size, 
+    p.add_argument("--accumulate", type=_batch_size,
                    help="split each rank's share of a batch into N micro-batches (gradients summed)")
     p.add_argument("--sync-bn", action="store_true",
                    help="under torchrun on CUDA: BatchNorm statistics over the global batch "
@@ -155,13 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
                    help="fp32 (default), bf16 (autocast; CPU and CUDA) or fp16 (autocast + loss "
                         "scaling; CUDA); a resume keeps the run's own unless given")
-    p.add_argument("--on-nan", choices=("stop", "skip"), 
+    p.add_argument("--on-nan", choices=("stop", "skip"),
                    help="a NaN/Inf loss or gradient stops training (default) or skips that step")
-    p.add_argument("--sample-every", type=_non_negative_int, 
+    p.add_argument("--sample-every", type=_non_negative_int,
                    help="write a sample grid every N steps; 0: only at the end (default 500)")
-    p.add_argument("--ckpt-every", type=_non_negative_int, 
+    p.add_argument("--ckpt-every", type=_non_negative_int,
                    help="write a checkpoint every N steps; 0: only at the end (default 1000)")
-    p.add_argument("--log-every", type=_positive_int, 
+    p.add_argument("--log-every", type=_positive_int,
                    help="append to metrics.jsonl every N steps (default 10)")
     # Run options (--keep ... --log-every, --precision) left out on --resume keep the run's own values.
     p.add_argument("--set", dest="overrides", type=_key_value, nargs="+", action="extend",
@@ -332,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except OSError as exc:  # the filesystem's problem, not ganzoo's: a full disk, a permission, a lost mount
-        from .checkpoint import os_reason
+        from .io import os_reason
 
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"ganzoo: error: {where}{os_reason(exc)}", file=sys.stderr)

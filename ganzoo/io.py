@@ -1,6 +1,8 @@
 """Small file helpers: atomic writes, so a crash never leaves half a file."""
 from __future__ import annotations
 
+import errno
+import functools
 import io
 import os
 import tempfile
@@ -9,8 +11,13 @@ from typing import BinaryIO, Callable
 
 import numpy as np
 
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+
+@functools.cache
+def _umask() -> int:
+    """The process's umask (read once, when a file is first written: reading it means setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
@@ -22,7 +29,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; the file gets the mode open() would give it
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets the mode open() would give it
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -73,6 +80,13 @@ def drop_partial_last_line(path: Path) -> None:
                 handle.truncate(end)
     except FileNotFoundError:
         pass
+
+
+def os_reason(exc: OSError) -> str:
+    """An OSError as a few lower-case words ("no space left on device")."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on device" if exc.errno == errno.ENOSPC else "disk quota exceeded"
+    return (exc.strerror or str(exc)).lower()
 
 
 def check_writable_dir(path: Path) -> None:

@@ -50,8 +50,6 @@ def _holder(path: Path) -> dict | None:
 class RunLock:
     """The lock of ``run_dir``; :meth:`acquire` raises GanzooError when another process holds it."""
 
-    NAME = LOCK_NAME
-
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / LOCK_NAME
         self.owned = False

@@ -22,7 +22,7 @@ from .errors import GanzooError
 from .io import atomic_write, check_writable_dir
 from .precision import check_precision
 from .registry import VARIANTS, create_dataset, create_variant, split_dataset_name
-from .runlock import RunLock
+from .runlock import LOCK_NAME, RunLock
 from .trainer import Interrupted, RunResult, Trainer, TrainOptions, cuda_available, resolve_device
 from .variant import Variant, coerce_hparam
 
@@ -196,7 +196,7 @@ def train(variant: str, dataset: str | None = None, *, out: str | Path | None = 
 def _roll_back(run_dir: Path, before: set[Path]) -> bool:
     """Remove what a failed fresh run added to ``run_dir`` (never what was there before it)."""
     for path in set(run_dir.iterdir()) - before:
-        if path.name == RunLock.NAME:
+        if path.name == LOCK_NAME:
             continue  # released by the caller
         try:
             shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()

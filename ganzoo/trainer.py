@@ -49,13 +49,13 @@ import torch
 
 from . import __version__
 from .checkpoint import (CHECKPOINT_DIR, SANE_WEIGHT_LIMIT, checkpoint_name, divergence_advice, list_checkpoints,
-                         os_reason, rng_state, save_checkpoint, set_rng_state)
+                         rng_state, save_checkpoint, set_rng_state)
 from .data.base import Dataset, DataSpec
 from .distributed import (SINGLE, DistContext, all_reduce_gradients, all_reduce_max, all_reduce_mean, barrier,
                           broadcast_buffers, check_consistent, sync_batchnorm)
 from .errors import GanzooError
+from .io import drop_partial_last_line, os_reason
 from .options import TrainOptions  # also importable from here, as before
-from .io import drop_partial_last_line
 from .plotting import save_image_grid, save_scatter_plot
 from .precision import Precision
 from .progress import Progress

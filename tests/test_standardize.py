@@ -49,3 +49,17 @@ def test_images_do_not_take_it(tmp_path, capsys):
     assert main(["train", "dcgan", "--dataset", "digits", "--standardize", "--steps", "1", "--quiet",
                  "--out", str(tmp_path / "r")]) == 2
     assert "dataset 'digits' does not take --standardize" in capsys.readouterr().err
+
+
+def test_evaluation_measures_generated_samples_in_the_datas_units():
+    """The metrics' sampler multiplies by data_scale: a standardized run is judged on the real layout."""
+    import dataclasses
+
+    from ganzoo.evaluation.api import generate_samples
+
+    spec = ganzoo.get_dataset("grid").spec
+    variant = ganzoo.create_variant("vanilla", spec, toy_hidden=8)
+    nets = variant.networks(spec)
+    plain, _ = generate_samples(variant, nets, spec, 64, seed=5)
+    scaled, _ = generate_samples(variant, nets, dataclasses.replace(spec, data_scale=2.5), 64, seed=5)
+    assert torch.allclose(scaled, plain * 2.5)

@@ -115,7 +115,8 @@ def verify_file(remote: RemoteFile, path: Path, *, dataset: str) -> None:
 
     The MD5 of a file whose size and modification time have not changed since
     it last matched is not computed again: a successful check is remembered
-    in the user cache (:data:`VERIFIED_MEMO`), keyed by the file's path.
+    in :data:`VERIFIED_MEMO` beside the file (in the user cache when its folder
+    is read-only), keyed by the file's path.
     """
     if not path.is_file():
         raise GanzooError(f"{dataset}: {path} is not a file; remove it and put {remote.name} there")
