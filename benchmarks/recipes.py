@@ -50,10 +50,51 @@ TRIALS: dict[str, dict[str, Any]] = {
                           "to 0 over training (gan_cifar.py)"},
         },
     },
+    "wgan-gp-grid-4k": {
+        "variant": "wgan-gp", "dataset": "grid", "seeds": 3, "steps": 4000,
+        "metrics": [("modes", "modes /25", 1, 1.0), ("hq_percent", "HQ %", 1, 1.0),
+                    ("reverse_kl", "rev-KL", 3, 1.0)],
+        "recipes": {
+            "standardized data, linear decay to 0, 4000 steps": {
+                "hparams": {"lr_schedule": "linear"}, "dataset_options": {"standardize": True},
+                "source": "gan_toy.py's standardized grid and Adam settings; gan_cifar.py's linear decay; "
+                          "twice the steps, within the issue's 20 CPU-minutes"},
+        },
+    },
+}
+
+#: Image trials (issue 14's mnist targets). An EMA copy never changes training, so one run with
+#: ``ema`` gives two rows: its EMA generator and its trained G (which is the recipe without EMA).
+IMAGE_METRICS = [("frechet_distance", "FD", 1, 1.0), ("precision", "precision", 3, 1.0),
+                 ("recall", "recall", 3, 1.0), ("largest_class_share", "largest class %", 1, 100.0)]
+EMA_SOURCE = "EMA 0.999 of G from step 0, BatchNorm buffers copied: Karras et al. 2018 (PGGAN); Yazici et al. 2019"
+for _variant, _steps in (("vanilla", "default"), ("lsgan", "default"), ("cgan", "default"),
+                         ("dcgan", "default"), ("wgan-gp", 3000)):
+    TRIALS[f"{_variant}-mnist"] = {
+        "variant": _variant, "dataset": "mnist", "seeds": 3, "steps": _steps,
+        "metrics": IMAGE_METRICS + ([("label_accuracy", "label acc %", 1, 100.0)] if _variant == "cgan" else []),
+        "recipes": {"paper settings + EMA 0.999": {"hparams": {"ema": 0.999}, "dataset_options": {},
+                                                    "source": EMA_SOURCE}},
+    }
+TRIALS["wgan-gp-digits"] = {
+    "variant": "wgan-gp", "dataset": "digits", "seeds": 3, "steps": 3000, "metrics": IMAGE_METRICS,
+    "recipes": {"paper settings + EMA 0.999, 3000 steps": {"hparams": {"ema": 0.999}, "dataset_options": {},
+                                                           "source": EMA_SOURCE}},
 }
 
 
-def run_trial(name: str, out: Path, runs_dir: Path, jobs: int, fresh: bool) -> Path:
+def _rows(label: str, records: list[dict], field: str, columns, source: str) -> str:
+    """One table row: mean ± s.e. of each metric in ``record[field]``, then each seed's figures."""
+    picked = [{"metrics": r[field], **{k: v for k, v in r.items() if k != "metrics"}} for r in records]
+    cells = [quality.fmt(quality.metric(picked, key, scale), digits) for key, _, digits, scale in columns]
+    per_seed = "; ".join(", ".join(f"{r['metrics'][key] * scale:.{digits}f}" for key, _, digits, scale in columns
+                                   if key in r["metrics"]) for r in picked)
+    minutes = quality.fmt([r.get("train_seconds", float("nan")) / 60 for r in records], 1)
+    return f"| {label} | " + " | ".join(cells) + f" | {per_seed} | {minutes} | {source} |"
+
+
+def run_trial(name: str, out: Path, runs_dir: Path, jobs: int, fresh: bool,
+              data_dir: Path | None = None) -> Path:
     trial = TRIALS[name]
     variant, dataset = trial["variant"], trial["dataset"]
     spec = ganzoo.get_dataset(dataset).spec
@@ -63,7 +104,7 @@ def run_trial(name: str, out: Path, runs_dir: Path, jobs: int, fresh: bool) -> P
     tasks, labels = [], []
     for index, (label, recipe) in enumerate(trial["recipes"].items()):
         for seed in range(trial["seeds"]):
-            tasks.append((variant, dataset, seed, steps, runs_dir / name, None, n, False, fresh, None,
+            tasks.append((variant, dataset, seed, steps, runs_dir / name, data_dir, n, False, fresh, None,
                           recipe["hparams"], f"r{index}", recipe["dataset_options"]))
             labels.append(label)
     start = time.perf_counter()
@@ -81,11 +122,11 @@ def run_trial(name: str, out: Path, runs_dir: Path, jobs: int, fresh: bool) -> P
              "|---|" + "---|" * (len(columns) + 3)]
     for label, recipe in trial["recipes"].items():
         records = by_recipe[label]
-        cells = [quality.fmt(quality.metric(records, key, scale), digits) for key, _, digits, scale in columns]
-        per_seed = "; ".join(", ".join(f"{r['metrics'][key] * scale:.{digits}f}" for key, _, digits, scale in columns)
-                             for r in records)
-        minutes = quality.fmt([r.get("train_seconds", float("nan")) / 60 for r in records], 1)
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {per_seed} | {minutes} | {recipe['source']} |")
+        if all("no_ema_metrics" in r for r in records):
+            lines.append(_rows(label.replace(" + EMA 0.999", "") + " (its trained G, no EMA)", records,
+                               "no_ema_metrics", columns, "the same runs' G"))
+            label += " (EMA generator)"
+        lines.append(_rows(label, records, "metrics", columns, recipe["source"]))
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.md"
     path.write_text("\n".join(lines) + "\n")
@@ -99,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs") / "recipes")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs") / "recipes")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--data-dir", type=Path, default=Path("..") / "shared" / "data" / "mnist",
+                        help="the mnist folder (IDX files), for mnist trials")
     parser.add_argument("--fresh", action="store_true", help="retrain runs that already have a quality.json")
     args = parser.parse_args(argv)
     if args.list or not args.trials:
@@ -113,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs > 1:
         torch.set_num_threads(1)
     for name in args.trials:
-        print(f"wrote {run_trial(name, args.out, args.runs_dir, args.jobs, args.fresh)}", file=sys.stderr)
+        print(f"wrote {run_trial(name, args.out, args.runs_dir, args.jobs, args.fresh, args.data_dir.resolve())}", file=sys.stderr)
     return 0
 
 

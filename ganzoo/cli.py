@@ -202,6 +202,7 @@ def cmd_list(args) -> int:
             "default_dataset": cls.default_dataset,
             "hparams": _jsonable(cls.default_hparams(image=True)),
             "vector_hparams": _jsonable(cls.vector_defaults), "features": list(cls.features),
+            "presets": _jsonable(cls.presets),
         })
     datasets = []
     for name in DATASETS.names():
@@ -217,7 +218,8 @@ def cmd_list(args) -> int:
     print("Variants:")
     for v in variants:
         flag = " [conditional]" if v["conditional"] else ""
-        print(f"  {v['name']:<14} {v['summary']}{flag}  (plugin: {v['plugin']})")
+        presets = f"; --set preset={'|'.join(v['presets'])}" if v["presets"] else ""
+        print(f"  {v['name']:<14} {v['summary']}{flag}  (plugin: {v['plugin']}{presets})")
     print("Datasets:")
     for d in datasets:
         shape = "x".join(str(s) for s in d["shape"])

@@ -24,7 +24,7 @@ from .precision import check_precision
 from .registry import VARIANTS, create_dataset, create_variant, split_dataset_name
 from .runlock import LOCK_NAME, RunLock
 from .trainer import Interrupted, RunResult, Trainer, TrainOptions, cuda_available, resolve_device
-from .variant import Variant, coerce_hparam
+from .variant import PRESET_KEY, Variant, coerce_hparam
 
 
 def default_run_dir(variant: str, dataset: str) -> Path:
@@ -293,6 +293,9 @@ def resume(path: str | Path, *, variant: str | None = None, dataset: str | None 
         if saved.get("dataset_options", {}).get(key) != value:
             fixed.append(f"--{key.replace('_', '-')} {saved.get('dataset_options', {}).get(key)!r} -> {value!r}")
     variant_cls = VARIANTS.get(saved["variant"])
+    if PRESET_KEY in (hparams or {}):
+        raise GanzooError(f"--set {PRESET_KEY}=... picks the settings a run starts with; {run_dir} keeps its own "
+                          "(change one hyperparameter with --set KEY=VALUE --force, or start a new run)")
     new_hparams = dict(saved["hparams"])
     forced: dict[str, Any] = {}
     for key, value in (hparams or {}).items():

@@ -106,6 +106,10 @@ class TrainState:
     extra: dict[str, Any] = field(default_factory=dict)  # variant-owned, checkpointed
 
 
+#: The ``--set`` key that picks one of a variant's :attr:`Variant.presets`.
+PRESET_KEY = "preset"
+
+
 class Variant(abc.ABC):
     """Base class of every GAN variant. See the module docstring for the contract."""
 
@@ -131,6 +135,11 @@ class Variant(abc.ABC):
     #: Inherited hyperparameters this variant does not use (e.g. ``g_width``
     #: when it builds nets of its own): refused by ``--set`` and not listed.
     unused_hparams: ClassVar[frozenset[str]] = frozenset()
+    #: Named sets of hyperparameters a user picks with ``--set preset=NAME``:
+    #: applied over the defaults for the data kind and under the user's other
+    #: overrides. Built-in variants keep ``"paper"``, the paper's settings as
+    #: written, where their default recipe differs from it.
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, spec: DataSpec | None = None, **overrides: Any):
         if self.conditional and spec is not None and not spec.labeled:
@@ -156,9 +165,16 @@ class Variant(abc.ABC):
 
     @classmethod
     def resolve_hparams(cls, spec: DataSpec | None, overrides: dict[str, Any]) -> dict[str, Any]:
-        """Defaults for the data kind, then the user's overrides, type-checked."""
+        """Defaults for the data kind, then a ``preset`` named in the overrides, then the other overrides, type-checked."""
         resolved = cls.default_hparams(image=spec is None or spec.is_image)
         known = cls.known_hparams()
+        overrides = dict(overrides)
+        preset = overrides.pop(PRESET_KEY, None)
+        if preset is not None:
+            if preset not in cls.presets:
+                offered = f"its presets: {', '.join(sorted(cls.presets))}" if cls.presets else "it has none"
+                raise GanzooError(f"variant {cls.name!r} has no preset {preset!r}; {offered}")
+            overrides = {**cls.presets[preset], **overrides}
         for key, value in overrides.items():
             if key not in known:
                 raise GanzooError(cls._unknown_hparam(key, known))

@@ -24,7 +24,7 @@ def test_quick_table_on_the_ring_writes_the_report_and_reuses_finished_runs(tmp_
     assert quality.main(args) == 0
     report = (tmp_path / "docs" / "results.md").read_text()
     assert "| `vanilla` | ganzoo | 1 |" in report and "| `wgan-gp` | ganzoo | 1 |" in report
-    assert "PacGAN4" in report and "wgan-gp` on ring: 8 of 8 modes" in report
+    assert "PacGAN4" in report and "a full rebuild fits in 2.5 hours" in report
     assert (tmp_path / "docs" / "results" / "wgan-gp-ring.png").stat().st_size > 0
     runs = json.loads((tmp_path / "docs" / "results" / "results.json").read_text())["runs"]
     assert {r["variant"] for r in runs} == {"vanilla", "wgan-gp"} and all(r["step"] == 30 for r in runs)
@@ -78,3 +78,20 @@ def test_a_recipe_trial_shows_every_recipe_and_seed(tmp_path, monkeypatch):
     assert "| plain |" in report and "| standardized |" in report and "3 generator steps per run" in report
     config = json.loads((tmp_path / "runs" / "tiny" / "r1-grid-s1" / "config.json").read_text())
     assert config["dataset_options"] == {"standardize": True} and config["hparams"]["toy_hidden"] == 16
+
+
+def test_image_rows_come_twice_from_one_run_with_the_ema_column(tmp_path, quality):
+    args = ["--quick", "--datasets", "digits", "--variants", "vanilla", "--jobs", "1",
+            "--out", str(tmp_path / "docs"), "--runs-dir", str(tmp_path / "runs")]
+    assert quality.main(args) == 0
+    report = (tmp_path / "docs" / "results.md").read_text()
+    config = json.loads((tmp_path / "runs" / "vanilla-digits-s0" / "config.json").read_text())["hparams"]
+    assert config["ema"] == quality.IMAGE_EMA  # the run keeps an EMA copy of G...
+    rows = [line for line in report.splitlines() if line.startswith("| `vanilla` |")]
+    assert len(rows) == 2  # ...and is scored from both generators
+    assert any("| EMA 0.999 |" in row for row in rows) and any("| trained G |" in row for row in rows)
+    record = json.loads((tmp_path / "runs" / "vanilla-digits-s0" / "quality.json").read_text())
+    assert record["ema"] and record["metrics"] != record["no_ema_metrics"]
+    for grid in ("vanilla-digits.png", "vanilla-digits-no-ema.png"):
+        assert (tmp_path / "docs" / "results" / grid).stat().st_size > 0
+    assert "## Targets (issue 14)" in report and "a full rebuild fits in 2.5 hours" in report
