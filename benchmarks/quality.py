@@ -61,6 +61,7 @@ PLAN: dict[str, dict[str, Any]] = {
 #: (Karras et al. 2018; Yazici et al. 2019). An EMA copy never changes training, so each run
 #: is scored twice, from its trained G and from G_ema, and both rows come from one run.
 IMAGE_EMA = 0.999
+IMAGE_EMA_RAMPUP = 0.05  # stylegan2-ada's ramp-up: short runs forget G's random start
 #: Seconds per generator step of one single-threaded job, measured on the 2-core
 #: development machine under a load average of about 3 (``--jobs 2``): used to
 #: order the runs (longest first) and to print an estimate of the duration.
@@ -117,7 +118,7 @@ def run_hparams(dataset: str, variant: str) -> dict[str, Any]:
     spec = ganzoo.get_dataset(dataset).spec
     cls = ganzoo.get_variant(variant)
     if spec.is_image and "ema" in cls.features and not cls.resolve_hparams(spec, {})["ema"]:
-        return {"ema": IMAGE_EMA}
+        return {"ema": IMAGE_EMA, "ema_rampup": IMAGE_EMA_RAMPUP}
     return {}
 
 

@@ -67,18 +67,28 @@ TRIALS: dict[str, dict[str, Any]] = {
 #: ``ema`` gives two rows: its EMA generator and its trained G (which is the recipe without EMA).
 IMAGE_METRICS = [("frechet_distance", "FD", 1, 1.0), ("precision", "precision", 3, 1.0),
                  ("recall", "recall", 3, 1.0), ("largest_class_share", "largest class %", 1, 100.0)]
-EMA_SOURCE = "EMA 0.999 of G from step 0, BatchNorm buffers copied: Karras et al. 2018 (PGGAN); Yazici et al. 2019"
+EMA = {"ema": 0.999, "ema_rampup": 0.05}
+EMA_SOURCE = ("EMA 0.999 of G (Karras et al. 2018, PGGAN; Yazici et al. 2019) with stylegan2-ada's ramp-up 0.05 "
+              "(Karras et al. 2020); BatchNorm standing statistics at sampling (Brock et al. 2019)")
 for _variant, _steps in (("vanilla", "default"), ("lsgan", "default"), ("cgan", "default"),
                          ("dcgan", "default"), ("wgan-gp", 3000)):
     TRIALS[f"{_variant}-mnist"] = {
         "variant": _variant, "dataset": "mnist", "seeds": 3, "steps": _steps,
         "metrics": IMAGE_METRICS + ([("label_accuracy", "label acc %", 1, 100.0)] if _variant == "cgan" else []),
-        "recipes": {"paper settings + EMA 0.999": {"hparams": {"ema": 0.999}, "dataset_options": {},
+        "recipes": {"paper settings + EMA 0.999": {"hparams": dict(EMA), "dataset_options": {},
                                                     "source": EMA_SOURCE}},
     }
+TRIALS["vanilla-mnist-paper-nets"] = {
+    "variant": "vanilla", "dataset": "mnist", "seeds": 3, "steps": "default",
+    "metrics": IMAGE_METRICS,
+    "recipes": {"the paper's layer sizes + EMA 0.999": {
+        "hparams": {"hidden": 1200, "layers": 2, **EMA}, "dataset_options": {},
+        "source": "Goodfellow et al. 2014's MNIST nets (goodfeli/adversarial, mnist.yaml): G 2 x 1200 ReLU; "
+                  "D 2 layers of 240 maxout units x 5 pieces, here 1200 LeakyReLU units; " + EMA_SOURCE}},
+}
 TRIALS["wgan-gp-digits"] = {
     "variant": "wgan-gp", "dataset": "digits", "seeds": 3, "steps": 3000, "metrics": IMAGE_METRICS,
-    "recipes": {"paper settings + EMA 0.999, 3000 steps": {"hparams": {"ema": 0.999}, "dataset_options": {},
+    "recipes": {"paper settings + EMA 0.999, 3000 steps": {"hparams": dict(EMA), "dataset_options": {},
                                                            "source": EMA_SOURCE}},
 }
 
@@ -104,7 +114,8 @@ def run_trial(name: str, out: Path, runs_dir: Path, jobs: int, fresh: bool,
     tasks, labels = [], []
     for index, (label, recipe) in enumerate(trial["recipes"].items()):
         for seed in range(trial["seeds"]):
-            tasks.append((variant, dataset, seed, steps, runs_dir / name, data_dir, n, False, fresh, None,
+            # Seed 0 also scores the real-data floor, so the run can join the results table as it is.
+            tasks.append((variant, dataset, seed, steps, runs_dir / name, data_dir, n, seed == 0, fresh, None,
                           recipe["hparams"], f"r{index}", recipe["dataset_options"]))
             labels.append(label)
     start = time.perf_counter()

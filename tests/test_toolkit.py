@@ -186,10 +186,70 @@ def test_ema_in_training_steps(tmp_path):
     for (k, b), (_, src) in zip(nets["G_ema"].named_buffers(), buffers):
         assert torch.equal(b, src), k
     assert not any(p.requires_grad for p in nets["G_ema"].parameters())
-    # Sampling nets: G_ema stands in for G; ema=False gives the plain nets.
+    # Sampling nets: G_ema stands in for G (a copy with its own BatchNorm statistics, below);
+    # ema=False gives the plain nets.
     sampling = variant.sampling_nets(nets)
-    assert sampling["G"] is nets["G_ema"]
+    for p, q in zip(sampling["G"].parameters(), nets["G_ema"].parameters()):
+        assert torch.equal(p, q)
     assert variant.sampling_nets(nets, ema=False)["G"] is nets["G"]
+
+
+def test_ema_generator_with_batchnorm_samples_with_its_own_standing_statistics():
+    variant, spec = _variant("dcgan", "digits", ema=0.999)
+    nets = variant.networks(spec)
+    with torch.no_grad():  # make the averaged weights differ from G's
+        for p in nets["G_ema"].parameters():
+            p.mul_(1.5)
+    nets.eval()
+    stored = {k: b.clone() for k, b in nets["G_ema"].named_buffers()}
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    first = variant.sampling_nets(nets)
+    assert torch.equal(torch.rand(3), before)  # the caller's random stream is untouched
+    second = variant.sampling_nets(nets)
+    g = first["G"]
+    assert g is not nets["G_ema"] and not g.training  # a copy, in the caller's mode
+    for k, b in nets["G_ema"].named_buffers():
+        assert torch.equal(b, stored[k]), k  # the checkpointed copy keeps its buffers
+    changed = False
+    for (k, b), (_, b2) in zip(g.named_buffers(), second["G"].named_buffers()):
+        assert torch.equal(b, b2), k  # deterministic
+        changed |= "running_mean" in k and not torch.equal(b, stored[k])
+    assert changed
+    # The statistics are those of the EMA generator's own activations: in eval mode, its
+    # first BatchNorm normalises its inputs to about zero mean and unit variance.
+    first_bn = next(m for m in g.modules() if isinstance(m, nn.BatchNorm2d))
+    seen = []
+    hook = first_bn.register_forward_hook(lambda m, i, o: seen.append(i[0].detach()))
+    with torch.no_grad():
+        variant.generate(first, variant.latent(256, torch.device("cpu")))
+    hook.remove()
+    shape = (1, -1, 1, 1)
+    normed = (seen[0] - first_bn.running_mean.view(shape)) / (first_bn.running_var.view(shape) + first_bn.eps).sqrt()
+    assert normed.mean(dim=(0, 2, 3)).abs().max() < 0.2 and (normed.var(dim=(0, 2, 3)) - 1).abs().max() < 0.2
+    # Nets without BatchNorm are swapped in as they are (no copy).
+    plain, plain_spec = _variant("wgan-gp", "ring", ema=0.999)
+    plain_nets = plain.networks(plain_spec)
+    assert plain.sampling_nets(plain_nets)["G"] is plain_nets["G_ema"]
+
+
+def test_ema_rampup_caps_the_half_life_at_a_share_of_the_steps():
+    from ganzoo.toolkit.ema import ema_decay
+
+    assert ema_decay(0.999, 0.0, 10) == 0.999  # no ramp-up
+    assert ema_decay(0.999, 0.05, 0) == 0.0  # a copy at the start
+    # step 100, ramp-up 0.05: half-life 5 steps; by step 100000 the decay's own 693 steps.
+    assert ema_decay(0.999, 0.05, 100) == pytest.approx(0.5 ** (1 / 5))
+    assert ema_decay(0.999, 0.05, 100_000) == pytest.approx(0.999)
+    variant = ganzoo.create_variant("dcgan", None, ema=0.999, ema_rampup=0.05)
+    g, shadow = nn.Linear(3, 2), nn.Linear(3, 2)
+    nets = nn.ModuleDict({"G": g, "G_ema": shadow})
+    old = _params(shadow)
+    EMAFeature().after_step(variant, TrainState(nets, {}, step=100))
+    beta = 0.5 ** (1 / 5)
+    for k, p in shadow.named_parameters():
+        torch.testing.assert_close(p, beta * old[k] + (1 - beta) * dict(g.named_parameters())[k].detach())
 
 
 def test_g_ema_is_built_frozen():
@@ -231,6 +291,10 @@ def test_sample_uses_g_ema_and_no_ema_uses_g(tmp_path, capsys):
         state = {k[len(name) + 1:]: v for k, v in payload["nets"].items() if k.startswith(name + ".")}
         net = copy.deepcopy(plain["G"])
         net.load_state_dict(state)
+        if name == "G_ema":  # BatchNorm in G: sampled with the EMA weights' standing statistics
+            from ganzoo.toolkit.ema import recalibrate_batch_norm
+
+            recalibrate_batch_norm(variant, nn.ModuleDict({"G": net}), [net])
         net.eval()
         torch.manual_seed(5)
         with torch.no_grad():
@@ -707,6 +771,8 @@ BAD = [
     # A secondary option of a feature that is off would do nothing: refused, naming the main one.
     (["dcgan", "--set", "r1_every=4"], "r1_every=4 has no effect while r1 is off; also set r1_gamma"),
     (["dcgan", "--set", "ema_start=3"], "ema_start=3 has no effect while ema is off; also set ema"),
+    (["dcgan", "--set", "ema_rampup=0.05"], "ema_rampup=0.05 has no effect while ema is off; also set ema"),
+    (["dcgan", "--set", "ema=0.999", "ema_rampup=2"], "ema_rampup must be in [0, 1]"),
     (["dcgan", "--set", "lr_final=0.001"], "lr_final=0.001 has no effect while lr_schedule is off"),
     (["dcgan", "--set", "sn_power_iterations=2"], "has no effect while d_spectral_norm is off"),
     (["dcgan", "--set", "diffaug=,"], "diffaug: no policy in ','"),
@@ -774,7 +840,7 @@ def test_resume_is_bit_identical_with_each_option(case, tmp_path):
 
 
 # == 12. ganzoo list --json ===================================================
-TOOLKIT_OPTIONS = {"ema", "ema_start", "lr_schedule", "lr_warmup", "lr_final", "d_spectral_norm",
+TOOLKIT_OPTIONS = {"ema", "ema_start", "ema_rampup", "lr_schedule", "lr_warmup", "lr_final", "d_spectral_norm",
                    "sn_power_iterations", "r1_gamma", "r1_every", "pack", "minibatch_std", "diffaug"}
 
 
