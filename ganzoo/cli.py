@@ -132,9 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the dataset's folder (default: $GANZOO_DATA/NAME, else ~/.cache/ganzoo/data/NAME)")
     p.add_argument("--image-size", type=_image_size, help="resize and centre-crop images to this side")
     p.add_argument("--channels", type=int, choices=(1, 3), help="1: grayscale, 3: RGB")
-    p.add_argument("--standardize", action="store_true", default=None,
+    p.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=None,
                    help="vector data: train on coordinates divided by their root mean square (plots, "
-                        "samples and metrics stay in the data's own units)")
+                        "samples and metrics stay in the data's own units); default: what the variant "
+                        "asks for (`ganzoo list --json`: dataset_defaults)")
     p.add_argument("--steps", type=_positive_int, help="generator steps (default: the variant's)")
     p.add_argument("--batch-size", type=_batch_size, help="examples per batch")
     p.add_argument("--lr", type=_positive_float, help="learning rate of both G and D")
@@ -202,7 +203,7 @@ def cmd_list(args) -> int:
             "default_dataset": cls.default_dataset,
             "hparams": _jsonable(cls.default_hparams(image=True)),
             "vector_hparams": _jsonable(cls.vector_defaults), "features": list(cls.features),
-            "presets": _jsonable(cls.presets),
+            "presets": _jsonable(cls.presets), "dataset_defaults": _jsonable(cls.dataset_defaults),
         })
     datasets = []
     for name in DATASETS.names():

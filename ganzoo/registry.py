@@ -178,6 +178,13 @@ def split_dataset_name(name: str) -> tuple[str, str | None]:
     return name, None
 
 
+def dataset_option_names(name: str) -> frozenset[str]:
+    """The options dataset ``name`` takes by name (``standardize``, ``data_dir``, ...)."""
+    parameters = inspect.signature(get_dataset(name).__init__).parameters
+    return frozenset(k for k, p in parameters.items()
+                     if k != "self" and p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL))
+
+
 def create_dataset(name: str, **options):
     """An instance of dataset ``name``; ``NAME:DIR`` is shorthand for ``data_dir=DIR``.
 

@@ -21,7 +21,7 @@ from .distributed import DistContext, barrier, broadcast_object, init_from_env, 
 from .errors import GanzooError
 from .io import atomic_write, check_writable_dir
 from .precision import check_precision
-from .registry import VARIANTS, create_dataset, create_variant, split_dataset_name
+from .registry import VARIANTS, create_dataset, create_variant, dataset_option_names, split_dataset_name
 from .runlock import LOCK_NAME, RunLock
 from .trainer import Interrupted, RunResult, Trainer, TrainOptions, cuda_available, resolve_device
 from .variant import PRESET_KEY, Variant, coerce_hparam
@@ -139,6 +139,10 @@ def train(variant: str, dataset: str | None = None, *, out: str | Path | None = 
     dataset_name, data_dir = split_dataset_name(dataset_name)  # folder:PATH
     if data_dir is not None:
         dataset_options["data_dir"] = data_dir
+    taken = dataset_option_names(dataset_name)
+    for key, value in variant_cls.dataset_defaults.items():  # the variant's asks, under the user's
+        if key in taken:
+            dataset_options.setdefault(key, value)
     data = create_dataset(dataset_name, seed=options.seed, **dataset_options)
     model = create_variant(variant, data.spec, **(hparams or {}))
     if options.eval_every:  # fail now, not at the first evaluation

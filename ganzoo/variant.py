@@ -140,6 +140,10 @@ class Variant(abc.ABC):
     #: overrides. Built-in variants keep ``"paper"``, the paper's settings as
     #: written, where their default recipe differs from it.
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: Dataset options this variant asks for, used where the dataset takes them and the
+    #: user has not set them (e.g. ``{"standardize": True}``: vector data served at unit
+    #: scale). A run's config.json records the options it trained with.
+    dataset_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, spec: DataSpec | None = None, **overrides: Any):
         if self.conditional and spec is not None and not spec.labeled:

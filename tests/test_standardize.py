@@ -63,3 +63,43 @@ def test_evaluation_measures_generated_samples_in_the_datas_units():
     plain, _ = generate_samples(variant, nets, spec, 64, seed=5)
     scaled, _ = generate_samples(variant, nets, dataclasses.replace(spec, data_scale=2.5), 64, seed=5)
     assert torch.allclose(scaled, plain * 2.5)
+
+
+class _AsksForStandardized(ganzoo.TwoPlayerVariant):
+    """A plugin variant that asks for unit-scale vector data (``dataset_defaults``)."""
+
+    name = "test-asks-standardized"
+    dataset_defaults = {"standardize": True}
+
+    def d_loss(self, real_scores, fake_scores):
+        return fake_scores.mean() - real_scores.mean()
+
+    def g_loss(self, fake_scores):
+        return -fake_scores.mean()
+
+
+class _AsksPlugin:
+    @ganzoo.hookimpl
+    def register_variants(self, register):
+        register(_AsksForStandardized)
+
+
+def test_a_variants_dataset_defaults_apply_where_the_dataset_takes_them(tmp_path, register_plugin, capsys):
+    register_plugin(_AsksPlugin(), "test-asks-plugin")
+    common = ["--steps", "2", "--batch-size", "16", "--device", "cpu", "--quiet",
+              "--set", "toy_hidden=8", "g_width=8", "d_width=8"]
+
+    def options(run):
+        return json.loads((run / "config.json").read_text())["dataset_options"]
+
+    assert main(["train", "test-asks-standardized", "--dataset", "grid", "--out", str(tmp_path / "a"), *common]) == 0
+    assert options(tmp_path / "a") == {"standardize": True}  # asked for, and recorded
+    assert main(["train", "test-asks-standardized", "--dataset", "grid", "--no-standardize",
+                 "--out", str(tmp_path / "b"), *common]) == 0
+    assert options(tmp_path / "b") == {"standardize": False}  # the user's choice wins
+    assert main(["train", "test-asks-standardized", "--dataset", "digits", "--out", str(tmp_path / "c"), *common]) == 0
+    assert options(tmp_path / "c") == {}  # image data takes no such option: nothing asked
+    capsys.readouterr()
+    assert main(["list", "--json"]) == 0
+    listed = {v["name"]: v for v in json.loads(capsys.readouterr().out)["variants"]}
+    assert listed["test-asks-standardized"]["dataset_defaults"] == {"standardize": True}
