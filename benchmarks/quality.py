@@ -163,6 +163,22 @@ def _announce(record: dict[str, Any]) -> None:
           flush=True)
 
 
+def _same_dataset_options(run_dir: Path, variant: str, dataset: str, dataset_options: dict[str, Any] | None) -> bool:
+    """Whether the finished run's data was served as it would be now: the given options over the
+    variant's ``dataset_defaults`` (a changed default must retrain the run); ``data_dir`` aside."""
+    from ganzoo.registry import dataset_option_names
+
+    try:
+        saved = json.loads((run_dir / "config.json").read_text()).get("dataset_options", {})
+    except (OSError, ValueError):
+        return False
+    taken = dataset_option_names(dataset)
+    asked = {k: v for k, v in ganzoo.get_variant(variant).dataset_defaults.items() if k in taken}
+    wanted = {**asked, **(dataset_options or {})}
+    return ({k: v for k, v in saved.items() if k != "data_dir"}
+            == {k: v for k, v in wanted.items() if k != "data_dir"})
+
+
 def _same_hparams(run_dir: Path, variant: str, dataset: str, steps: int,
                   hparams: dict[str, Any] | None = None) -> bool:
     """Whether the finished run used today's defaults and overrides (a changed default must retrain it)."""
@@ -192,7 +208,7 @@ def run_one(variant: str, dataset: str, seed: int, steps: int, runs_dir: Path, d
         record = json.loads(done.read_text())
         if (record.get("step") == steps and record.get("n") == n and ("floor" in record or not floor)
                 and _same_hparams(run_dir, variant, dataset, steps, hparams)
-                and record.get("dataset_options", {}) == (dataset_options or {})):
+                and _same_dataset_options(run_dir, variant, dataset, dataset_options)):
             return record | {"reused": True}
     if run_dir.exists():
         shutil.rmtree(run_dir)

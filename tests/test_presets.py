@@ -71,3 +71,23 @@ def test_resume_refuses_a_preset(tmp_path, capsys):
     assert main(["train", "--resume", str(out), "--steps", "3", "--set", "preset=paper", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "keeps its own" in err
+
+
+def test_wgan_gp_on_2d_data_defaults_to_its_recipe_and_paper_restores_the_toy_script(tmp_path):
+    """Issue 14's evidence (docs/recipes/wgan-gp-grid-4k.md): standardized data and linear decay."""
+    common = ["--dataset", "grid", "--steps", "2", "--batch-size", "16", "--device", "cpu", "--quiet",
+              "--set", "toy_hidden=8"]
+
+    def config(run):
+        return json.loads((run / "config.json").read_text())
+
+    assert main(["train", "wgan-gp", "--out", str(tmp_path / "default"), *common]) == 0
+    default = config(tmp_path / "default")
+    assert default["dataset_options"] == {"standardize": True}
+    assert default["hparams"]["lr_schedule"] == "linear" and default["hparams"]["gp_weight"] == 0.1
+    assert main(["train", "wgan-gp", "--out", str(tmp_path / "paper"), *common[:-2],
+                 "--set", "toy_hidden=8", "preset=paper"]) == 0
+    paper = config(tmp_path / "paper")
+    assert paper["hparams"]["lr_schedule"] == "constant" and paper["dataset_options"] == {"standardize": True}
+    spec = ganzoo.get_dataset("grid").spec
+    assert ganzoo.get_variant("wgan-gp").resolve_hparams(spec, {})["steps"] == 4000

@@ -95,3 +95,15 @@ def test_image_rows_come_twice_from_one_run_with_the_ema_column(tmp_path, qualit
     for grid in ("vanilla-digits.png", "vanilla-digits-no-ema.png"):
         assert (tmp_path / "docs" / "results" / grid).stat().st_size > 0
     assert "## Targets (issue 14)" in report and "a full rebuild fits in 2.5 hours" in report
+
+
+def test_a_changed_dataset_default_retrains_the_run(tmp_path, quality):
+    run = tmp_path / "wgan-gp-grid-s0"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"dataset_options": {}}))
+    assert not quality._same_dataset_options(run, "wgan-gp", "grid", None)  # wgan-gp asks for standardize
+    assert quality._same_dataset_options(run, "vanilla", "grid", None)
+    (run / "config.json").write_text(json.dumps({"dataset_options": {"standardize": True}}))
+    assert quality._same_dataset_options(run, "wgan-gp", "grid", None)
+    assert quality._same_dataset_options(run, "wgan-gp", "grid", {"standardize": True})
+    assert not quality._same_dataset_options(run, "wgan-gp", "grid", {"standardize": False})
