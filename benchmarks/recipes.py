@@ -90,8 +90,12 @@ TRIALS["vanilla-mnist-paper-nets"] = {
 }
 TRIALS["wgan-gp-digits"] = {
     "variant": "wgan-gp", "dataset": "digits", "seeds": 3, "steps": 3000, "metrics": IMAGE_METRICS,
-    "recipes": {"paper settings + EMA 0.999, 3000 steps": {"hparams": dict(EMA), "dataset_options": {},
-                                                           "source": EMA_SOURCE}},
+    "recipes": {
+        "linear decay to 0 + EMA 0.999": {
+            "hparams": {"lr_schedule": "linear", **EMA}, "dataset_options": {},
+            "source": "the linear decay of the WGAN-GP paper's CIFAR-10 script (gan_cifar.py); " + EMA_SOURCE},
+        "paper settings + EMA 0.999": {"hparams": dict(EMA), "dataset_options": {}, "source": EMA_SOURCE},
+    },
 }
 
 
@@ -106,16 +110,19 @@ def _rows(label: str, records: list[dict], field: str, columns, source: str) -> 
 
 
 def run_trial(name: str, out: Path, runs_dir: Path, jobs: int, fresh: bool,
-              data_dir: Path | None = None) -> Path:
-    trial = TRIALS[name]
+              data_dir: Path | None = None, seeds: int | None = None) -> Path:
+    trial = dict(TRIALS[name])
+    if seeds is not None:
+        trial["seeds"] = seeds
     variant, dataset = trial["variant"], trial["dataset"]
     spec = ganzoo.get_dataset(dataset).spec
     default_steps = int(ganzoo.get_variant(variant).resolve_hparams(spec, {})["steps"])
     steps = default_steps if trial["steps"] == "default" else int(trial["steps"])
     n = quality.VECTOR_N if not spec.is_image else quality.IMAGE_N
     tasks, labels = [], []
-    for index, (label, recipe) in enumerate(trial["recipes"].items()):
-        for seed in range(trial["seeds"]):
+    # Seed by seed, every recipe in turn: a trial stopped early still compares like with like.
+    for seed in range(trial["seeds"]):
+        for index, (label, recipe) in enumerate(trial["recipes"].items()):
             # Seed 0 also scores the real-data floor, so the run can join the results table as it is.
             tasks.append((variant, dataset, seed, steps, runs_dir / name, data_dir, n, seed == 0, fresh, None,
                           recipe["hparams"], f"r{index}", recipe["dataset_options"]))
@@ -136,7 +143,8 @@ def run_trial(name: str, out: Path, runs_dir: Path, jobs: int, fresh: bool,
     for label, recipe in trial["recipes"].items():
         records = by_recipe[label]
         if all("no_ema_metrics" in r for r in records):
-            lines.append(_rows(label.replace(" + EMA 0.999", "") + " (its trained G, no EMA)", records,
+            lines.append(_rows(label.replace(" + EMA 0.999", "").replace(", 3000 steps", "")
+                               + " (its trained G, no EMA)", records,
                                "no_ema_metrics", columns, "the same runs' G"))
             label += " (EMA generator)"
         lines.append(_rows(label, records, "metrics", columns, recipe["source"]))
@@ -156,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=Path("..") / "shared" / "data" / "mnist",
                         help="the mnist folder (IDX files), for mnist trials")
     parser.add_argument("--fresh", action="store_true", help="retrain runs that already have a quality.json")
+    parser.add_argument("--seeds", type=int, help="seeds 0..N-1 instead of the trial's number (the report says so)")
     args = parser.parse_args(argv)
     if args.list or not args.trials:
         for name, trial in TRIALS.items():
@@ -169,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs > 1:
         torch.set_num_threads(1)
     for name in args.trials:
-        print(f"wrote {run_trial(name, args.out, args.runs_dir, args.jobs, args.fresh, args.data_dir.resolve())}", file=sys.stderr)
+        path = run_trial(name, args.out, args.runs_dir, args.jobs, args.fresh, args.data_dir.resolve(), args.seeds)
+        print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
