@@ -315,10 +315,10 @@ class _CaseChecks:
     def dataset(self):
         return tiny_dataset(self.case.shape, self.classes, seed=self.seed)
 
-    def trainer(self, variant: Variant, dataset, run_dir: Path):
+    def trainer(self, variant: Variant, dataset, run_dir: Path, ckpt_every: int = 0):
         from .trainer import Trainer, TrainOptions
 
-        options = TrainOptions(device="cpu", seed=self.seed, sample_every=0, ckpt_every=0,
+        options = TrainOptions(device="cpu", seed=self.seed, sample_every=0, ckpt_every=ckpt_every, keep=0,
                                log_every=1, grid_size=16, progress=False, precision=self.precision)
         config = {"variant": self.cls.name, "dataset": dataset.name, "hparams": variant.hparams,
                   "data": self.spec.to_dict(), "seed": self.seed}
@@ -470,16 +470,18 @@ class _CaseChecks:
         return "loads with weights_only into a fresh build from config.json; samples identically"
 
     def resume(self) -> str:
-        """``steps`` steps, then a resume for one more, must equal ``steps + 1`` straight."""
-        from .checkpoint import load_checkpoint
+        """A run of ``steps + 1`` steps resumed from its checkpoint after ``steps`` must end as the
+        same run trained straight through (a run stopped mid-way, so schedules that depend on the
+        run's length, such as a linear decay, continue as they were)."""
+        from .checkpoint import checkpoint_name, load_checkpoint
 
         steps = int(self.run.variant.hparams["steps"])
         longer = {**self.hparams, "steps": steps + 1}
         straight = self.cls(self.spec, **longer)
-        trainer = self.trainer(straight, self.dataset(), self.workdir / "straight")
+        trainer = self.trainer(straight, self.dataset(), self.workdir / "straight", ckpt_every=1)
         expected = trainer.run().state
-        payload = load_checkpoint(self.run.run_dir)
-        resumed_variant = self.cls(self.spec, **{**payload["config"]["hparams"], "steps": steps + 1})
+        payload = load_checkpoint(self.workdir / "straight" / "checkpoints" / checkpoint_name(steps))
+        resumed_variant = self.cls(self.spec, **payload["config"]["hparams"])
         trainer = self.trainer(resumed_variant, self.dataset(), self.workdir / "resumed")
         resumed = trainer.run(resume=payload).state
         differ = _states_differ(expected.nets.state_dict(), resumed.nets.state_dict())
