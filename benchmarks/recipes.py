@@ -79,14 +79,6 @@ for _variant, _steps in (("vanilla", "default"), ("lsgan", "default"), ("cgan", 
         "recipes": {"paper settings + EMA 0.999": {"hparams": dict(EMA), "dataset_options": {},
                                                     "source": EMA_SOURCE}},
     }
-TRIALS["vanilla-mnist-paper-nets"] = {
-    "variant": "vanilla", "dataset": "mnist", "seeds": 3, "steps": "default",
-    "metrics": IMAGE_METRICS,
-    "recipes": {"the paper's layer sizes + EMA 0.999": {
-        "hparams": {"hidden": 1200, "layers": 2, **EMA}, "dataset_options": {},
-        "source": "Goodfellow et al. 2014's MNIST nets (goodfeli/adversarial, mnist.yaml): G 2 x 1200 ReLU; "
-                  "D 2 layers of 240 maxout units x 5 pieces, here 1200 LeakyReLU units; " + EMA_SOURCE}},
-}
 TRIALS["wgan-gp-digits"] = {
     "variant": "wgan-gp", "dataset": "digits", "seeds": 3, "steps": 3000, "metrics": IMAGE_METRICS,
     "recipes": {
