@@ -64,6 +64,17 @@ TRIALS: dict[str, dict[str, Any]] = {
     },
 }
 
+TRIALS["wgan-gp-ring"] = {
+    # The 2-D default chosen on the grid (wgan-gp-grid-4k), checked on the ring beside the old default.
+    "variant": "wgan-gp", "dataset": "ring", "seeds": 3, "steps": "default",
+    "metrics": [("modes", "modes /8", 1, 1.0), ("hq_percent", "HQ %", 1, 1.0), ("reverse_kl", "rev-KL", 3, 1.0)],
+    "recipes": {
+        "default (standardized data, linear decay, 4000 steps)": {
+            "hparams": {}, "dataset_options": {},
+            "source": "gan_toy.py's settings and standardized data; gan_cifar.py's linear decay"},
+    },
+}
+
 #: Image trials (issue 14's mnist targets). An EMA copy never changes training, so one run with
 #: ``ema`` gives two rows: its EMA generator and its trained G (which is the recipe without EMA).
 IMAGE_METRICS = [("frechet_distance", "FD", 1, 1.0), ("precision", "precision", 3, 1.0),
