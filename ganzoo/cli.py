@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
+from .cpu_threads import add_threads_option, prepare_openmp, use_threads
 from .errors import GanzooError
 
 EPILOG_TRAIN = """examples:
@@ -169,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
                    default=[], metavar="KEY=VALUE",
                    help="override a variant hyperparameter (see `ganzoo list --json`)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    add_threads_option(p)
     p.set_defaults(handler=cmd_train)
 
     p = commands.add_parser("sample", help="sample from a trained run",
@@ -182,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--no-ema", action="store_true",
                    help="sample the trained G, not its EMA copy (runs trained with --set ema=DECAY)")
+    add_threads_option(p)
     p.set_defaults(handler=cmd_sample)
 
     for module_name in COMMAND_MODULES:
@@ -315,6 +318,7 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _one_line_warning
+    prepare_openmp()  # before anything imports torch (see ganzoo.cpu_threads)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -324,7 +328,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.handler(args)
+        if not getattr(args, "cpu_threads", False):
+            return args.handler(args)
+        with use_threads(args.threads):
+            return args.handler(args)
     except GanzooError as exc:
         print(f"ganzoo: error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)

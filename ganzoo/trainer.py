@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, cpu_threads
 from .checkpoint import (CHECKPOINT_DIR, SANE_WEIGHT_LIMIT, checkpoint_name, divergence_advice, list_checkpoints,
                          rng_state, save_checkpoint, set_rng_state)
 from .data.base import Dataset, DataSpec
@@ -409,7 +409,8 @@ class Trainer:
         if opts.progress and main:
             verb = f"resuming at step {state.step} of" if resume is not None else "training"
             ranks = f" on {self.dist.world} ranks" if self.dist.enabled else ""
-            print(f"{verb} {self.variant.name} on {self.dataset.name} ({self.device}{ranks}) for {total} steps "
+            where = f"cpu, {cpu_threads.describe()}" if self.device.type == "cpu" else str(self.device)
+            print(f"{verb} {self.variant.name} on {self.dataset.name} ({where}{ranks}) for {total} steps "
                   f"-> {self.run_dir}", file=sys.stderr)
         progress = Progress(total, f"{self.variant.name}/{self.dataset.name}", enabled=opts.progress and main)
         # Stats stay on the device until log time: no host sync per step.

@@ -10,6 +10,7 @@ import json
 import math
 from typing import Any
 
+from ..cpu_threads import add_threads_option
 from ..cli import _sample_count, _seed, path_arg  # the CLI's own argument checks (imported after ganzoo.cli loads)
 
 EPILOG = """examples:
@@ -63,6 +64,7 @@ def add_command(subparsers, parser_class) -> None:
     p.add_argument("--no-write", action="store_true", help="do not write eval.json into the run directory")
     p.add_argument("--no-ema", action="store_true",
                    help="score the trained G, not its EMA copy (runs trained with --set ema=DECAY)")
+    add_threads_option(p)
     p.set_defaults(handler=cmd_eval)
 
 

@@ -1,0 +1,121 @@
+"""CPU threads, before and after issue 15: the default ``ganzoo train wgan-gp`` step, idle and
+beside a busy process, side by side.
+
+    python benchmarks/threads.py                 # 3 interleaved rounds, 60 steps per run (~8 min)
+    python benchmarks/threads.py --rounds 1 --steps 20    # a smoke test
+
+Three ways of starting the same training command, each in a fresh process:
+
+* ``before``: what ganzoo did before issue 15 -- torch imported first (so libgomp keeps its
+  default active waiting) and torch's default thread count (the physical cores);
+* ``default``: ``ganzoo train`` as it is now (passive waiting, threads = the physical cores
+  other processes leave free; see ganzoo/cpu_threads.py);
+* ``1 thread``: ``ganzoo train --threads 1``.
+
+Each is timed idle and beside one busy process (a pure-Python busy loop, standing in for
+another job), the three interleaved within each round. The figure is the median seconds per
+generator step over the run's log intervals after the first (which holds start-up work),
+then the median over rounds, with the range. The machine's load average is printed with
+every run: figures from a machine that was not otherwise idle say so.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BUSY_LOOP = "while True: pass"
+BEFORE = ("import sys, torch\n"  # torch first: libgomp reads OMP_WAIT_POLICY (unset) at load
+          "from ganzoo.cli import run\n"
+          "sys.argv[0] = 'ganzoo'\n"
+          "run()\n")
+
+
+def physical_cores() -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from ganzoo.cpu_threads import physical_cores as count
+
+    return count()
+
+
+def command(config: str, out: Path, steps: int, variant: str) -> list[str]:
+    train = ["train", variant, "--steps", str(steps), "--out", str(out), "--quiet", "--sample-every", "0",
+             "--ckpt-every", "0", "--log-every", "10"]
+    if config == "before":
+        return [sys.executable, "-c", BEFORE, *train, "--threads", str(physical_cores())]
+    if config == "default":
+        return [sys.executable, "-m", "ganzoo", *train]
+    if config == "1 thread":
+        return [sys.executable, "-m", "ganzoo", *train, "--threads", "1"]
+    raise ValueError(config)
+
+
+def seconds_per_step(run_dir: Path) -> float:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    times = [r["step_time"] for r in records if "step_time" in r][1:]  # the first interval holds start-up
+    return statistics.median(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--variant", default="wgan-gp")
+    parser.add_argument("--json", type=Path, help="also write every measurement here")
+    args = parser.parse_args()
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    configs = ("before", "default", "1 thread")
+    conditions = ("idle", "beside 1 busy process")
+    results: dict[tuple[str, str], list[float]] = {}
+    measurements = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for condition in conditions:
+            busy = None
+            if condition != "idle":
+                busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
+                time.sleep(1.0)
+            try:
+                for round_index in range(args.rounds):
+                    for config in configs:
+                        out = Path(tmp) / f"{condition}-{config}-{round_index}".replace(" ", "_")
+                        load = os.getloadavg()[0]
+                        started = time.perf_counter()
+                        done = subprocess.run(command(config, out, args.steps, args.variant), env=env,
+                                              capture_output=True, text=True)
+                        if done.returncode != 0:
+                            sys.exit(f"{config} failed: {done.stderr.strip().splitlines()[-1:]}")
+                        per_step = seconds_per_step(out)
+                        results.setdefault((condition, config), []).append(per_step)
+                        measurements.append({"condition": condition, "config": config, "round": round_index,
+                                             "s_per_step": per_step, "load_1min": load,
+                                             "wall_s": round(time.perf_counter() - started, 1)})
+                        print(f"{condition:<22} {config:<8} round {round_index}: {per_step:.3f} s/step "
+                              f"(load average {load:.2f} at start)", file=sys.stderr, flush=True)
+            finally:
+                if busy is not None:
+                    busy.kill()
+                    busy.wait()
+    print(f"`ganzoo train {args.variant}`, {args.steps} steps per run, {args.rounds} interleaved round(s); "
+          f"seconds per generator step, median over rounds (range); {physical_cores()} physical cores, "
+          f"{os.cpu_count()} logical; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+    print("| | " + " | ".join(configs) + " |")
+    print("|---|" + "---|" * len(configs))
+    for condition in conditions:
+        cells = []
+        for config in configs:
+            values = results[(condition, config)]
+            cells.append(f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})")
+        print(f"| {condition} | " + " | ".join(cells) + " |")
+    if args.json:
+        args.json.write_text(json.dumps(measurements, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
