@@ -6,7 +6,9 @@ created or changed, so a bad input leaves nothing behind; then the
 """
 from __future__ import annotations
 
+import functools
 import json
+import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +23,7 @@ from .distributed import DistContext, barrier, broadcast_object, init_from_env, 
 from .errors import GanzooError
 from .io import atomic_write, check_writable_dir
 from .precision import check_precision
+from .progress import silenced
 from .registry import VARIANTS, create_dataset, create_variant, dataset_option_names, split_dataset_name
 from .runlock import LOCK_NAME, RunLock
 from .trainer import Interrupted, RunResult, Trainer, TrainOptions, cuda_available, resolve_device
@@ -121,6 +124,21 @@ def _stored_options(dataset_options: dict[str, Any]) -> dict[str, Any]:
             for k, v in dataset_options.items()}
 
 
+def _progress_as_options_say(function):
+    """Run ``function`` with every progress display (one-off tasks included) off when its
+    ``options`` say ``progress=False``, and on every rank but rank 0 of a torchrun job."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        options = kwargs.get("options")
+        quiet = (options is not None and not options.progress) or os.environ.get("RANK", "0") != "0"
+        if not quiet:
+            return function(*args, **kwargs)
+        with silenced():
+            return function(*args, **kwargs)
+    return wrapper
+
+
+@_progress_as_options_say
 def train(variant: str, dataset: str | None = None, *, out: str | Path | None = None,
           hparams: dict[str, Any] | None = None, options: TrainOptions | None = None,
           dataset_options: dict[str, Any] | None = None) -> RunResult:
@@ -261,6 +279,7 @@ def _prepare_data(data: Dataset, device: torch.device, dist: DistContext) -> Non
 FREE_ON_RESUME = frozenset({"steps"})
 
 
+@_progress_as_options_say
 def resume(path: str | Path, *, variant: str | None = None, dataset: str | None = None,
            hparams: dict[str, Any] | None = None, options: TrainOptions | None = None,
            dataset_options: dict[str, Any] | None = None, force: bool = False) -> RunResult:

@@ -3,7 +3,7 @@
 It knows nothing about particular variants: it asks the variant for nets,
 optimisers and phases (see :mod:`ganzoo.variant`) and runs them, and it owns
 everything around them: device, seeds, batches, fixed-noise sample grids,
-``metrics.jsonl``, the progress line and checkpoints. Training features (EMA,
+``metrics.jsonl``, the progress bar and checkpoints. Training features (EMA,
 LR schedules, ...) come in through the variant's toolkit events
 (:mod:`ganzoo.toolkit`) and mixed precision through :mod:`ganzoo.precision`;
 the loop never looks at an option. Starting and resuming runs is
@@ -58,7 +58,7 @@ from .io import drop_partial_last_line, os_reason
 from .options import TrainOptions  # also importable from here, as before
 from .plotting import save_image_grid, save_scatter_plot
 from .precision import Precision
-from .progress import Progress
+from .progress import Bar
 from .variant import Phase, TrainState, Variant
 
 
@@ -412,7 +412,10 @@ class Trainer:
             where = f"cpu, {cpu_threads.describe()}" if self.device.type == "cpu" else str(self.device)
             print(f"{verb} {self.variant.name} on {self.dataset.name} ({where}{ranks}) for {total} steps "
                   f"-> {self.run_dir}", file=sys.stderr)
-        progress = Progress(total, f"{self.variant.name}/{self.dataset.name}", enabled=opts.progress and main)
+        show_progress = opts.progress and main
+        # The bar starts after this process's first step, so its rate and ETA leave out the
+        # one-off work (a kernel build, first-call warm-up) that step may have held.
+        bar: Bar | None = None
         # Stats stay on the device until log time: no host sync per step.
         pending: dict[str, list[torch.Tensor]] = {}
         last: dict[str, float] = {}
@@ -445,6 +448,10 @@ class Trainer:
                 for name, values in self.train_step(state).items():
                     pending.setdefault(name, []).extend(values)
                 interval_steps += 1
+                if bar is not None:
+                    bar.update(1)
+                elif show_progress:
+                    bar = Bar(f"{self.variant.name}/{self.dataset.name}", total, initial=state.step, unit="step")
                 done = state.step == total
                 # Ranks stop together: a signal seen by any rank stops all after this step.
                 signum = int(all_reduce_max(stop.signum or 0, self.dist, self.device))
@@ -462,9 +469,13 @@ class Trainer:
                         record["fp16_overflows"] = self.precision.overflows
                     log(record)
                     pending, interval_steps, interval_start = {}, 0, now
-                    progress.update(state.step, {k: v for k, v in last.items() if k.endswith("/loss")})
+                    if bar is not None:
+                        bar.set_postfix({k: v for k, v in last.items() if k.endswith("/loss")})
                 if signum:
-                    progress.close()
+                    if bar is not None:
+                        bar.close(note="(stopped)")
+                    if main:  # the grid of where it stopped, beside the checkpoint
+                        self._save_samples(state, fixed, f"step-{state.step:07d}")
                     path = self._save_checkpoint(state) if main else self._checkpoint_path(state)
                     raise Interrupted(f"stopped by {signal.Signals(signum).name} at step {state.step}; "
                                       f"checkpoint {path}; resume with: ganzoo train --resume {self.run_dir}",
@@ -475,7 +486,8 @@ class Trainer:
                     self._save_samples(state, fixed, f"step-{state.step:07d}")
                 if main and opts.ckpt_every and state.step % opts.ckpt_every == 0 and not done:
                     self._save_checkpoint(state)
-            progress.close()
+            if bar is not None:
+                bar.close()
             if self.dist.enabled:
                 check_consistent(state.nets, self.dist, self.device)
                 log({"event": "ranks_consistent", "step": state.step, "world": self.dist.world})

@@ -253,6 +253,8 @@ def test_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, signum, code
     assert "Traceback" not in err
     payload = load_checkpoint(run)
     assert payload["step"] >= 3
+    # The grid of where it stopped, beside the checkpoint (--sample-every 0 wrote none before).
+    assert [p.name for p in (run / "samples").iterdir()] == [f"step-{payload['step']:07d}.png"]
     assert main(["train", "--resume", str(run), "--steps", str(payload["step"] + 2), "--quiet"]) == 0
 
 

@@ -10,6 +10,7 @@ import torch
 
 from ..hookspecs import hookimpl
 from ..io import load_npz, save_npz
+from ..progress import task
 from .base import DataSpec, InMemoryDataset, cache_dir
 from .render_digits import DIGITS_VERSION, render_digits
 
@@ -30,7 +31,9 @@ class Digits(InMemoryDataset):
         if cached is not None and cached[0].shape == (self.count, 28, 28):
             images, labels = cached
         else:
-            images, labels = render_digits(self.count, self.data_seed, 28)
+            with task(f"rendering the {self.count:,} digits (once; cached in {path})", self.count,
+                      unit="digit") as bar:
+                images, labels = render_digits(self.count, self.data_seed, 28, advance=bar.update)
             save_npz(path, images=images, labels=labels)  # unwritable: re-rendered next time
         return torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels).long()
 

@@ -152,54 +152,17 @@ def _size(n: float) -> str:
     return f"{n:.1f} GB"  # pragma: no cover
 
 
-class _Progress:
-    """Progress on stderr: one redrawn line on a tty, a line per quarter otherwise."""
+def _download_bar(label: str, total: int | None, enabled: bool):
+    """The shared progress display (ganzoo.progress), counting bytes; a first line names the file."""
+    from ..progress import Bar, enabled as progress_enabled
 
-    def __init__(self, label: str, total: int | None, enabled: bool):
-        self.label, self.total, self.enabled = label, total, enabled
-        self.stream = sys.stderr
+    if enabled and progress_enabled():
+        size = f" ({_size(total)})" if total else ""
         try:
-            self.tty = enabled and self.stream.isatty()
-        except (AttributeError, ValueError):
-            self.tty = False
-        self.next_quarter = 0
-        self.drawn = False
-        if enabled and not self.tty:
-            size = f" ({_size(total)})" if total else ""
-            self._print(f"downloading {label}{size}\n")
-
-    def _print(self, text: str) -> None:
-        try:
-            self.stream.write(text)
-            self.stream.flush()
+            sys.stderr.write(f"ganzoo: downloading {label}{size}\n")
         except (OSError, ValueError):
             pass
-
-    def _text(self, done: int) -> str:
-        if self.total:
-            return f"{self.label}: {100 * done // self.total:3d}% ({_size(done)} of {_size(self.total)})"
-        return f"{self.label}: {_size(done)}"
-
-    def update(self, done: int) -> None:
-        if not self.enabled:
-            return
-        if self.tty:
-            self._print("\r" + self._text(done))
-            self.drawn = True
-        elif self.total:
-            quarter = 4 * done // self.total
-            if quarter > self.next_quarter and quarter < 4:
-                self.next_quarter = quarter
-                self._print(self._text(done) + "\n")
-
-    def close(self, done: int, ok: bool) -> None:
-        if not self.enabled:
-            return
-        if self.tty:
-            if self.drawn or ok:
-                self._print("\r" + self._text(done) + ("\n" if ok else " (failed)\n"))
-        elif ok:
-            self._print(self._text(done) + " done\n")
+    return Bar(label, total, unit="B", unit_scale=True, enabled=enabled)
 
 
 def _reason(error: BaseException) -> str:
@@ -262,7 +225,7 @@ def _fetch(remote: RemoteFile, url: str, folder: Path, timeout: float, progress:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 length = response.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else None
-                bar = _Progress(remote.name, total, progress)
+                bar = _download_bar(remote.name, total, progress)
                 digest = hashlib.md5()
                 while True:
                     chunk = response.read(_CHUNK)
@@ -271,7 +234,7 @@ def _fetch(remote: RemoteFile, url: str, folder: Path, timeout: float, progress:
                     out.write(chunk)
                     digest.update(chunk)
                     done += len(chunk)
-                    bar.update(done)
+                    bar.update(len(chunk))
             if total is not None and done != total:
                 raise _AttemptFailed(f"{url}: transfer interrupted after {done} of {total} bytes")
             out.flush()
@@ -289,7 +252,7 @@ def _fetch(remote: RemoteFile, url: str, folder: Path, timeout: float, progress:
         raise _AttemptFailed(f"{url}: {_reason(error)}") from error
     finally:
         if bar is not None:
-            bar.close(done, ok)
+            bar.close(note=None if ok else "(failed)")
         if not ok:
             try:
                 os.unlink(tmp)

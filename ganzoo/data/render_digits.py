@@ -17,6 +17,8 @@ and Pillow (same seed -> byte-identical images).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
@@ -261,13 +263,15 @@ def _render_one(label: int, rng: np.random.Generator, size: int) -> np.ndarray:
     return np.asarray(img)
 
 
-def render_digits(count: int, seed: int, size: int = 28) -> tuple[np.ndarray, np.ndarray]:
+def render_digits(count: int, seed: int, size: int = 28,
+                  advance: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Render ``count`` jittered digits.
 
     Returns ``(images, labels)``: images uint8 ``(count, size, size)`` with
     0 = background (black) and 255 = ink (white), like MNIST; labels int64
     ``(count,)`` in 0..9, exactly balanced (label ``i % 10``) then shuffled.
-    Output is a deterministic function of ``(count, seed, size)``.
+    Output is a deterministic function of ``(count, seed, size)``. ``advance(n)``, when
+    given, is called as images are done (for a progress bar).
     """
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
@@ -278,4 +282,8 @@ def render_digits(count: int, seed: int, size: int = 28) -> tuple[np.ndarray, np
     images = np.empty((count, size, size), dtype=np.uint8)
     for i, label in enumerate(labels.tolist()):
         images[i] = _render_one(label, rng, size)
+        if advance is not None and (i + 1) % 100 == 0:
+            advance(100)
+    if advance is not None and count % 100:
+        advance(count % 100)
     return images, labels

@@ -21,6 +21,7 @@ on them).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -38,6 +39,7 @@ from torch import nn
 
 from ..data.base import Dataset, InMemoryDataset, cache_dir
 from ..errors import GanzooError
+from ..progress import silenced, task
 from ..io import atomic_torch_save
 
 CACHE_FORMAT = 1
@@ -145,7 +147,8 @@ DIGITS_TEST_COUNT = 10_000
 def _rendered_digits(count: int, seed: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     from ..data.render_digits import render_digits
 
-    images, labels = render_digits(count, seed, size)
+    with task(f"rendering {count:,} held-out digits (the classifier's test set)", count, unit="digit") as bar:
+        images, labels = render_digits(count, seed, size, advance=bar.update)
     return torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels).long()
 
 
@@ -228,8 +231,10 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, devic
     return correct / max(1, images.shape[0])
 
 
-def fit(splits: RealSplits, recipe: ClassifierRecipe, device, log: Callable[[str], None]) -> FeatureClassifier:
-    """Train a FeatureClassifier on the train split (Adam, linear lr decay to 0)."""
+def fit(splits: RealSplits, recipe: ClassifierRecipe, device, log: Callable[[str], None],
+        advance: Callable[[int], None] | None = None) -> FeatureClassifier:
+    """Train a FeatureClassifier on the train split (Adam, linear lr decay to 0);
+    ``advance(1)`` after every batch (a progress bar)."""
     devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # leave the caller's random stream alone
         torch.manual_seed(recipe.seed)
@@ -260,6 +265,8 @@ def fit(splits: RealSplits, recipe: ClassifierRecipe, device, log: Callable[[str
                 schedule.step()
                 running += loss.item()
                 step += 1
+                if advance is not None:
+                    advance(1)
             log(f"  epoch {epoch + 1}/{recipe.epochs}: train loss {running / per_epoch:.4f}")
     model.eval()
     return model
@@ -294,6 +301,7 @@ def get_classifier(dataset: Dataset, recipe: ClassifierRecipe | None = None, dev
     Prints the test accuracy when it trains (through ``log``; None: silent).
     """
     recipe = recipe or DEFAULT_RECIPE
+    quiet = log is None
     log = log or (lambda message: None)
     device = torch.device(device)
     memo = _MEMO.setdefault(dataset, {}) if _weakrefable(dataset) else {}
@@ -304,10 +312,15 @@ def get_classifier(dataset: Dataset, recipe: ClassifierRecipe | None = None, dev
     path = classifier_path(splits.name, key)
     found = _load_cached(path, key, splits, recipe, device) if path.exists() else None
     if found is None:
-        log(f"training the {splits.name} feature classifier ({splits.train.shape[0]:,} train images, "
-            f"{recipe.epochs} epochs; cached as {path})")
+        n_train = splits.train.shape[0] if recipe.train_limit is None else min(recipe.train_limit,
+                                                                                 splits.train.shape[0])
+        batches = max(1, n_train // min(recipe.batch_size, n_train)) * recipe.epochs
         start = time.perf_counter()
-        model = fit(splits, recipe, device, log)
+        # One-off work, shown as such (silenced with the caller's log).
+        with silenced() if quiet else contextlib.nullcontext(), \
+                task(f"training the {splits.name} feature classifier for the metrics ({n_train:,} images, "
+                     f"{recipe.epochs} epochs; once, cached as {path})", batches, unit="batch") as bar:
+            model = fit(splits, recipe, device, log, advance=bar.update)
         seconds = time.perf_counter() - start
         test, test_labels = splits.test, splits.test_labels
         if recipe.test_limit is not None:

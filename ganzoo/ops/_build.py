@@ -38,6 +38,8 @@ from types import ModuleType
 
 import torch
 
+from ..progress import task
+
 #: Files of the extension, relative to the source folder (see :func:`source_dir`).
 CPU_SOURCES = ("bindings.cpp", "fused_leaky_relu_cpu.cpp", "gradient_penalty_cpu.cpp")
 CUDA_SOURCES = ("fused_leaky_relu.cu", "gradient_penalty.cu")
@@ -272,17 +274,18 @@ def _jit(with_cuda: bool, build: bool) -> Extension | None:
         # We hold the lock, so torch's own baton file can only be stale (a
         # build killed earlier); left there it would make torch wait forever.
         (folder / "lock").unlink(missing_ok=True)
-        print(f"ganzoo: compiling the fused ops ({'CPU + CUDA' if with_cuda else 'CPU'}) once "
-              f"into {folder}; this takes a minute or two", file=sys.stderr, flush=True)
         started = time.perf_counter()
         try:
             from torch.utils import cpp_extension
 
-            module = cpp_extension.load(
-                name=name, sources=sources, extra_cflags=cxx, extra_cuda_cflags=nvcc,
-                extra_ldflags=list(LD_FLAGS), build_directory=str(folder), with_cuda=with_cuda,
-                verbose=os.environ.get("GANZOO_OPS_VERBOSE", "") not in ("", "0"),
-            )
+            # One-off (cached), shown as its own step: the training bar starts after it.
+            with task(f"compiling the fused ops ({'CPU + CUDA' if with_cuda else 'CPU'}; once, cached in "
+                      f"{folder}; a minute or two)"):
+                module = cpp_extension.load(
+                    name=name, sources=sources, extra_cflags=cxx, extra_cuda_cflags=nvcc,
+                    extra_ldflags=list(LD_FLAGS), build_directory=str(folder), with_cuda=with_cuda,
+                    verbose=os.environ.get("GANZOO_OPS_VERBOSE", "") not in ("", "0"),
+                )
         except Exception as exc:  # noqa: BLE001 - any failure means: use the reference
             text = str(exc)
             log.write_text(f"ganzoo: building {name} failed\n\n{text}\n")
