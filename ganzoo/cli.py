@@ -169,7 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", type=_key_value, nargs="+", action="extend",
                    default=[], metavar="KEY=VALUE",
                    help="override a variant hyperparameter (see `ganzoo list --json`)")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--logger", dest="loggers", action="append", metavar="NAME",
+                   help="also send the run's events to this logger (repeatable; `ganzoo list` shows them); "
+                        "a resume keeps the run's own unless given")
+    p.add_argument("--tensorboard", dest="loggers", action="append_const", const="tensorboard",
+                   help="the same as --logger tensorboard: scalars, grids and hyperparameters in "
+                        "RUN_DIR/tensorboard (needs pip install 'ganzoo[tensorboard]')")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_threads_option(p)
     p.set_defaults(handler=cmd_train)
 
@@ -187,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_threads_option(p)
     p.set_defaults(handler=cmd_sample)
 
+    p = commands.add_parser("plot", help="plot a run's logged curves",
+                            description="Draw the curves of RUN_DIR/metrics.jsonl (losses, D's outputs, gradient "
+                                        "norms and penalties, learning rates, evaluations) into a PNG. "
+                                        "Training keeps RUN_DIR/samples/losses.png up to date by itself.")
+    p.add_argument("path", metavar="RUN_DIR", type=path_arg)
+    p.add_argument("--out", type=path_arg, help="PNG file (default: RUN_DIR/samples/losses.png)")
+    p.set_defaults(handler=cmd_plot)
+
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).add_command(commands, _Parser)
     return parser
@@ -194,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_list(args) -> int:
     from . import plugins
-    from .registry import DATASETS, VARIANTS, plugin_failures
+    from .registry import DATASETS, LOGGERS, VARIANTS, plugin_failures
 
     variants = []
     for name in VARIANTS.names():
@@ -215,9 +229,12 @@ def cmd_list(args) -> int:
         datasets.append({"name": name, "plugin": entry.plugin, "description": entry.obj.description,
                          **entry.obj.spec.to_dict(),
                          "options": [k for k in accepted if k not in ("self", "seed", "split", "download")]})
+    loggers = [{"name": name, "plugin": LOGGERS.entry(name).plugin,
+                "description": LOGGERS.get(name).description} for name in LOGGERS.names()]
     failures = [{"plugin": f.plugin, "problem": f.problem} for f in plugin_failures()]
     if args.json:
-        print(json.dumps({"variants": variants, "datasets": datasets, "plugin_failures": failures}, indent=2))
+        print(json.dumps({"variants": variants, "datasets": datasets, "loggers": loggers,
+                          "plugin_failures": failures}, indent=2))
         return 0
     print("Variants:")
     for v in variants:
@@ -230,6 +247,9 @@ def cmd_list(args) -> int:
         classes = f"{d['num_classes']} classes" if d["num_classes"] else "unlabeled"
         size = f"{d['size']:,} examples" if d["size"] else "sampled"
         print(f"  {d['name']:<14} {shape:<8} {classes:<11} {size:<16} {d['description']}")
+    print("Loggers (ganzoo train --logger NAME):")
+    for lg in loggers:
+        print(f"  {lg['name']:<14} {lg['description']}  (plugin: {lg['plugin']})")
     if failures:
         print("Plugin problems:")
         for f in failures:
@@ -257,7 +277,7 @@ def cmd_train(args) -> int:
                            ckpt_every=args.ckpt_every, log_every=args.log_every, keep=args.keep,
                            on_nan=args.on_nan, eval_every=args.eval_every, eval_n=args.eval_n,
                            accumulate=args.accumulate, sync_bn=args.sync_bn,
-                           precision=args.precision, progress=not args.quiet)
+                           precision=args.precision, loggers=args.loggers, progress=not args.quiet)
     dataset_options = {"data_dir": args.data_dir, "image_size": args.image_size, "channels": args.channels,
                        "standardize": args.standardize}
     if args.resume is not None:
@@ -309,6 +329,33 @@ def cmd_sample(args) -> int:
         raise GanzooError(f"cannot write {out}: {exc.strerror or exc}") from None
     source_net = " (EMA generator)" if loaded.ema else ""
     print(f"wrote {args.n} samples from step {loaded.step}{source_net} to {out}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .outputs import LOSS_PLOT, METRICS_FILE, plot_series, read_metrics, save_loss_plot
+
+    run_dir = Path(args.path)
+    metrics = run_dir / METRICS_FILE
+    if not metrics.is_file():
+        raise GanzooError(f"{run_dir} has no {METRICS_FILE}: pass a run directory written by `ganzoo train`")
+    records = read_metrics(metrics)
+    if not plot_series(records):
+        raise GanzooError(f"{metrics} holds no logged values to plot yet")
+    out = args.out or run_dir / "samples" / LOSS_PLOT
+    if out.suffix.lower() != ".png":
+        raise GanzooError(f"--out must name a .png file, got {out}")
+    title = ""
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+        title = f"{config['variant']} on {config['dataset']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        save_loss_plot(records, out, title=title)
+    except OSError as exc:
+        raise GanzooError(f"cannot write {out}: {exc.strerror or exc}") from None
+    print(f"wrote the curves of {len(records)} records to {out}")
     return 0
 
 

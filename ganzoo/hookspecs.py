@@ -45,3 +45,22 @@ def register_datasets(register):
         all-or-nothing rule as :func:`register_variants` applies.
     :returns: nothing; return values are ignored.
     """
+
+
+@hookspec
+def register_loggers(register):
+    """Register loggers: observers of the training events that a user selects per run.
+
+    Called once per process, the first time a run or ``ganzoo list`` asks for loggers.
+
+    :param register: ``register(logger_class)``, where ``logger_class`` is a subclass of
+        :class:`ganzoo.Observer` with a unique ``name`` (what ``ganzoo train --logger NAME``
+        and ``TrainOptions(loggers=[NAME])`` select) and a one-line ``description``. Each run
+        builds one instance with ``logger_class()`` and calls its event methods
+        (``on_start``, ``on_step``, ``on_log``, ``on_samples``, ``on_checkpoint``, ``on_end``;
+        see :mod:`ganzoo.events` for when each fires and what it receives), on rank 0 only.
+        The same all-or-nothing rule as :func:`register_variants` applies. A logger whose
+        optional package is missing should raise :class:`ganzoo.GanzooError` from
+        ``on_start`` naming the package to install; the run stops before its first step.
+    :returns: nothing; return values are ignored.
+    """

@@ -20,6 +20,7 @@ RUN_OPTIONS: dict[str, Any] = {
     "eval_every": 0,  # evaluate every N steps into metrics.jsonl (0: never)
     "eval_n": 2500,  # samples per evaluation
     "precision": "fp32",  # fp32, bf16 or fp16
+    "loggers": [],  # observers registered by plugins (register_loggers), e.g. ["tensorboard"]
 }
 
 
@@ -44,6 +45,7 @@ class TrainOptions:
     eval_every: int | None = None
     eval_n: int | None = None
     precision: str | None = None
+    loggers: list[str] | tuple[str, ...] | None = None
     sync_bn: bool = False  # SyncBatchNorm across ranks (CUDA only)
     progress: bool = True
 
@@ -69,5 +71,11 @@ class TrainOptions:
             raise GanzooError("log-every must be positive")
         if self.accumulate is not None and self.accumulate <= 0:
             raise GanzooError("accumulate must be positive")
+        if self.loggers is not None:
+            from .registry import LOGGERS
+
+            self.loggers = list(dict.fromkeys(self.loggers))  # in the order given, once each
+            for name in self.loggers:
+                LOGGERS.get(name).check_available()  # an unknown name: an error listing the known ones
         if self.on_nan not in (None, "stop", "skip"):
             raise GanzooError(f"on-nan must be 'stop' or 'skip', got {self.on_nan!r}")

@@ -36,6 +36,7 @@ BUILTIN_PLUGINS = (
     "ganzoo.data.mnist",
     "ganzoo.data.cifar",
     "ganzoo.data.folder",
+    "ganzoo.loggers.tensorboard",
 )
 
 

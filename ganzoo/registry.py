@@ -127,6 +127,12 @@ def _dataset_base():
     return Dataset
 
 
+def _observer_base():
+    from .events import Observer
+
+    return Observer
+
+
 class _LazyRegistry(Registry):
     """Defers importing the base class until first use (keeps import light)."""
 
@@ -142,6 +148,7 @@ class _LazyRegistry(Registry):
 
 VARIANTS: Registry = _LazyRegistry("variant", "register_variants", _variant_base)
 DATASETS: Registry = _LazyRegistry("dataset", "register_datasets", _dataset_base)
+LOGGERS: Registry = _LazyRegistry("logger", "register_loggers", _observer_base)
 
 
 def list_variants(pattern: str | list[str] = "*", conditional: bool | None = None) -> list[str]:
@@ -204,10 +211,20 @@ def create_dataset(name: str, **options):
     return cls(**options)
 
 
+def list_loggers(pattern: str | list[str] = "*") -> list[str]:
+    """Names of the registered loggers (``--logger NAME``), e.g. ``['tensorboard']``."""
+    return LOGGERS.names(pattern)
+
+
+def create_logger(name: str):
+    """A new observer of the logger registered as ``name`` (an :class:`ganzoo.events.Observer`)."""
+    return LOGGERS.get(name)()
+
+
 def plugin_failures() -> list[plugins.PluginFailure]:
     """Every plugin problem seen so far: failed imports and failed registrations."""
     seen: list[plugins.PluginFailure] = []
-    for failure in plugins.load_failures() + VARIANTS.failures() + DATASETS.failures():
+    for failure in plugins.load_failures() + VARIANTS.failures() + DATASETS.failures() + LOGGERS.failures():
         if failure not in seen:
             seen.append(failure)
     return seen

@@ -1,13 +1,14 @@
 """The one trainer every variant shares.
 
 It knows nothing about particular variants: it asks the variant for nets,
-optimisers and phases (see :mod:`ganzoo.variant`) and runs them, and it owns
-everything around them: device, seeds, batches, fixed-noise sample grids,
-``metrics.jsonl``, the progress bar and checkpoints. Training features (EMA,
-LR schedules, ...) come in through the variant's toolkit events
-(:mod:`ganzoo.toolkit`) and mixed precision through :mod:`ganzoo.precision`;
-the loop never looks at an option. Starting and resuming runs is
-:mod:`ganzoo.runs`.
+optimisers and phases (see :mod:`ganzoo.variant`) and runs them, with the device,
+seeds, batches, the gradient all-reduce and the NaN checks. Training features
+(EMA, LR schedules, ...) come in through the variant's toolkit events
+(:mod:`ganzoo.toolkit`) and mixed precision through :mod:`ganzoo.precision`.
+Everything a run writes (metrics.jsonl, grids, the loss plot, checkpoints, the
+progress bar, evaluations, loggers such as TensorBoard) is an observer of the
+training events (:mod:`ganzoo.events`, :mod:`ganzoo.outputs`); the loop never
+looks at an option. Starting and resuming runs is :mod:`ganzoo.runs`.
 
 One generator step (:meth:`Trainer.train_step`)::
 
@@ -25,21 +26,18 @@ A run directory holds::
 
     config.json            resolved settings (variant, hyperparameters, dataset spec, ...)
     metrics.jsonl          one JSON object per log interval
-    samples/step-XXXXXXX.png, samples/final.png
+    samples/step-XXXXXXX.png, samples/final.png, samples/losses.png
     checkpoints/step-XXXXXXX.pt
 """
 from __future__ import annotations
 
 import contextlib
-import io
-import json
 import math
 import random
 import signal
 import sys
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,17 +46,18 @@ import numpy as np
 import torch
 
 from . import __version__, cpu_threads
-from .checkpoint import (CHECKPOINT_DIR, SANE_WEIGHT_LIMIT, checkpoint_name, divergence_advice, list_checkpoints,
-                         rng_state, save_checkpoint, set_rng_state)
+from .checkpoint import (CHECKPOINT_DIR, checkpoint_name, divergence_advice, list_checkpoints, rng_state,
+                         set_rng_state)
 from .data.base import Dataset, DataSpec
 from .distributed import (SINGLE, DistContext, all_reduce_gradients, all_reduce_max, all_reduce_mean, barrier,
                           broadcast_buffers, check_consistent, sync_batchnorm)
 from .errors import GanzooError
-from .io import drop_partial_last_line, os_reason
+from .events import FAILED, FINISHED, STOPPED, Observer, Observers, Run
+from .io import os_reason
 from .options import TrainOptions  # also importable from here, as before
 from .plotting import save_image_grid, save_scatter_plot
 from .precision import Precision
-from .progress import Bar
+from .outputs import builtin_observers
 from .variant import Phase, TrainState, Variant
 
 
@@ -155,7 +154,7 @@ class Trainer:
         self.device = device or resolve_device(self.options.device)
         self.dist = dist
         self.skipped_steps = 0
-        self.warned_insane = False
+        self._fixed: tuple[torch.Tensor, torch.Tensor | None, int] | None = None  # the grids' noise
         self.toolkit = variant.toolkit
         self.precision = Precision(self.options.precision or "fp32", self.device)
 
@@ -199,30 +198,33 @@ class Trainer:
             p.requires_grad_(id(p) in owned)
         return optimizers
 
-    # -- outputs ------------------------------------------------------------
-    def _save_samples(self, state: TrainState, fixed, name: str) -> Path:
-        z, labels, nrow = fixed
+    # -- what the output observers (ganzoo.outputs) ask of the trainer ----------
+    def write_grid(self, state: TrainState, path: Path) -> torch.Tensor:
+        """Write a grid of the fixed noise (and labels) to ``path``: an image grid, or a scatter
+        plot over real data for 2-D data; returns the samples in data units on the CPU."""
+        if self._fixed is None:
+            self._fixed = self._fixed_inputs(self.dataset.spec)
+        z, labels, nrow = self._fixed
         nets = state.nets
         was_training = nets.training
         nets.eval()
         with torch.no_grad():
             fake = self.dataset.spec.to_data_units(self.variant.generate(self.variant.sampling_nets(nets), z, labels))
         nets.train(was_training)
-        path = self.run_dir / "samples" / f"{name}.png"
         if self.dataset.spec.is_image:
             # Small images are upscaled so a grid is readable at a glance.
             save_image_grid(fake, path, nrow=nrow, scale=2 if fake.shape[-1] <= 32 else 1)
         else:
             real = self.dataset.reference_sample(fake.shape[0]).real
             save_scatter_plot(real, fake, path, title=f"{self.variant.name} step {state.step}")
-        return path
+        return fake.detach().cpu()
 
-    def _checkpoint_path(self, state: TrainState) -> Path:
+    def checkpoint_path(self, state: TrainState) -> Path:
         return self.run_dir / CHECKPOINT_DIR / checkpoint_name(state.step)
 
-    def _save_checkpoint(self, state: TrainState) -> Path:
-        path = self._checkpoint_path(state)
-        health = save_checkpoint(path, {
+    def checkpoint_payload(self, state: TrainState) -> dict[str, Any]:
+        """Everything a resume needs, bit-identically on the CPU."""
+        return {
             "ganzoo_version": __version__,
             "config": self.config,
             "step": state.step,
@@ -233,18 +235,11 @@ class Trainer:
             "data": self.dataset.state_dict(),
             "skipped_steps": self.skipped_steps,
             "precision": self.precision.state_dict(),
-        }, keep=self.options.keep)
-        if not health["sane"] and not self.warned_insane:
-            # Finite but huge weights do not stop a run (the losses may stay finite); say it once.
-            self.warned_insane = True
-            size = f"as large as {health['max_abs_weight']:.3g}" if health["finite"] else "not finite"
-            warnings.warn(f"checkpoint {path.name} holds weights {size} (beyond {SANE_WEIGHT_LIMIT:g}): the run has "
-                          "probably diverged; a lower --lr may help", stacklevel=2)
-        return path
+        }
 
-    def _evaluate(self, state: TrainState) -> dict[str, Any]:
-        """Quality metrics of the current G (see ganzoo.evaluation), without
-        disturbing the training RNG or the nets' train/eval mode."""
+    def evaluate(self, state: TrainState) -> dict[str, Any]:
+        """Quality metrics of the current G (see ganzoo.evaluation) as ``eval/...`` values,
+        without disturbing the training RNG or the nets' train/eval mode."""
         from .evaluation import evaluate_during_training
 
         was_training = state.nets.training
@@ -256,6 +251,12 @@ class Trainer:
             finally:
                 state.nets.train(was_training)
         return {f"eval/{k}": v for k, v in results.items()}
+
+    def observers(self) -> list[Observer]:
+        """The built-in outputs the options ask for, and the loggers they select (``loggers``)."""
+        from .registry import create_logger
+
+        return builtin_observers(self.options) + [create_logger(name) for name in self.options.loggers]
 
     def _last_checkpoint_hint(self) -> str:
         found = list_checkpoints(self.run_dir)
@@ -396,15 +397,10 @@ class Trainer:
     def _run(self, state: TrainState | None, resume: dict[str, Any] | None,
              resume_note: dict[str, Any] | None) -> RunResult:
         opts = self.options
-        main = self.dist.is_main  # only rank 0 writes anything
+        main = self.dist.is_main  # only rank 0 writes anything: the others have no observers
         state = state or self.setup()
         if resume is not None:
             self.restore(state, resume)
-        fixed = self._fixed_inputs(self.dataset.spec)
-        if main:
-            (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
-            (self.run_dir / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
-
         total = self.variant.steps
         if opts.progress and main:
             verb = f"resuming at step {state.step} of" if resume is not None else "training"
@@ -412,91 +408,65 @@ class Trainer:
             where = f"cpu, {cpu_threads.describe()}" if self.device.type == "cpu" else str(self.device)
             print(f"{verb} {self.variant.name} on {self.dataset.name} ({where}{ranks}) for {total} steps "
                   f"-> {self.run_dir}", file=sys.stderr)
-        show_progress = opts.progress and main
-        # The bar starts after this process's first step, so its rate and ETA leave out the
-        # one-off work (a kernel build, first-call warm-up) that step may have held.
-        bar: Bar | None = None
+        run = Run(self.run_dir, self.config, opts, self.variant, self.dataset, self.device, total,
+                  resumed=resume is not None, trainer=self)
+        observers = run.observers = Observers(self.observers() if main else [])
         # Stats stay on the device until log time: no host sync per step.
         pending: dict[str, list[torch.Tensor]] = {}
-        last: dict[str, float] = {}
         interval_start = run_start = time.perf_counter()
         interval_steps = 0
-        log_path = self.run_dir / "metrics.jsonl"
-        if main:
-            drop_partial_last_line(log_path)  # left by a full disk or a kill mid-write
-        # Unbuffered: each record is one write, so nothing is left to flush (and fail) at close.
-        log_file = open(log_path, "ab", buffering=0) if main else None
-
-        def log(record: dict[str, Any]) -> None:
-            if log_file is not None:
-                try:
-                    log_file.write((json.dumps(record) + "\n").encode())
-                except OSError as exc:
-                    exc.filename = exc.filename or str(log_path)
-                    raise
-
-        with _StopSignals() as stop, contextlib.closing(log_file or io.BytesIO()):
-            if resume is not None:
-                exact = self.data_stream_exact
-                log({"event": "resume", "step": state.step, **(resume_note or {}),
-                     **({} if exact else {"data_stream": "reseeded"})})
-                if not exact and main:
-                    print(f"ganzoo: note: the checkpoint's batch order was saved on another kind of device than "
-                          f"{self.device.type}; batches continue from a reseeded stream (resume on the run's "
-                          "own device to continue it exactly)", file=sys.stderr)
-            while state.step < total:
-                for name, values in self.train_step(state).items():
-                    pending.setdefault(name, []).extend(values)
-                interval_steps += 1
-                if bar is not None:
-                    bar.update(1)
-                elif show_progress:
-                    bar = Bar(f"{self.variant.name}/{self.dataset.name}", total, initial=state.step, unit="step")
-                done = state.step == total
-                # Ranks stop together: a signal seen by any rank stops all after this step.
-                signum = int(all_reduce_max(stop.signum or 0, self.dist, self.device))
-                if state.step % opts.log_every == 0 or done or signum:
-                    now = time.perf_counter()
-                    names = sorted(pending)
-                    means = torch.stack([torch.stack(pending[n]).float().mean() for n in names]) \
-                        if names else torch.zeros(0)
-                    last = dict(zip(names, all_reduce_mean(means, self.dist).tolist()))
-                    record = {"step": state.step, "time": round(now - run_start, 3),
-                              "step_time": (now - interval_start) / max(interval_steps, 1), **last}
-                    if self.skipped_steps:
-                        record["skipped_steps"] = self.skipped_steps
-                    if self.precision.overflows:
-                        record["fp16_overflows"] = self.precision.overflows
-                    log(record)
-                    pending, interval_steps, interval_start = {}, 0, now
-                    if bar is not None:
-                        bar.set_postfix({k: v for k, v in last.items() if k.endswith("/loss")})
-                if signum:
-                    if bar is not None:
-                        bar.close(note="(stopped)")
-                    if main:  # the grid of where it stopped, beside the checkpoint
-                        self._save_samples(state, fixed, f"step-{state.step:07d}")
-                    path = self._save_checkpoint(state) if main else self._checkpoint_path(state)
-                    raise Interrupted(f"stopped by {signal.Signals(signum).name} at step {state.step}; "
-                                      f"checkpoint {path}; resume with: ganzoo train --resume {self.run_dir}",
-                                      exit_code=128 + signum)
-                if main and opts.eval_every and (state.step % opts.eval_every == 0 or done):
-                    log({"step": state.step, **self._evaluate(state)})
-                if main and opts.sample_every and state.step % opts.sample_every == 0 and not done:
-                    self._save_samples(state, fixed, f"step-{state.step:07d}")
-                if main and opts.ckpt_every and state.step % opts.ckpt_every == 0 and not done:
-                    self._save_checkpoint(state)
-            if bar is not None:
-                bar.close()
-            if self.dist.enabled:
-                check_consistent(state.nets, self.dist, self.device)
-                log({"event": "ranks_consistent", "step": state.step, "world": self.dist.world})
-        if main:
-            self._save_samples(state, fixed, "final")
-            self._save_checkpoint(state)
+        last: dict[str, float] = {}
+        status = FAILED
+        with _StopSignals() as stop:
+            try:
+                run.emit("on_start", state=state)
+                if resume is not None:
+                    exact = self.data_stream_exact
+                    run.emit("on_log", state=state, record={"event": "resume", "step": state.step,
+                                                            **(resume_note or {}),
+                                                            **({} if exact else {"data_stream": "reseeded"})})
+                    if not exact and main:
+                        print(f"ganzoo: note: the checkpoint's batch order was saved on another kind of device "
+                              f"than {self.device.type}; batches continue from a reseeded stream (resume on the "
+                              "run's own device to continue it exactly)", file=sys.stderr)
+                while state.step < total:
+                    for name, values in self.train_step(state).items():
+                        pending.setdefault(name, []).extend(values)
+                    interval_steps += 1
+                    # Ranks stop together: a signal seen by any rank stops all after this step.
+                    signum = int(all_reduce_max(stop.signum or 0, self.dist, self.device))
+                    if state.step % opts.log_every == 0 or state.step == total or signum:
+                        now = time.perf_counter()
+                        names = sorted(pending)
+                        means = torch.stack([torch.stack(pending[n]).float().mean() for n in names]) \
+                            if names else torch.zeros(0)
+                        last = dict(zip(names, all_reduce_mean(means, self.dist).tolist()))
+                        record = {"step": state.step, "time": round(now - run_start, 3),
+                                  "step_time": (now - interval_start) / max(interval_steps, 1), **last}
+                        if self.skipped_steps:
+                            record["skipped_steps"] = self.skipped_steps
+                        if self.precision.overflows:
+                            record["fp16_overflows"] = self.precision.overflows
+                        run.emit("on_log", state=state, record=record)
+                        pending, interval_steps, interval_start = {}, 0, now
+                    if signum:
+                        status = STOPPED
+                        observers.end(run, state, STOPPED)  # the grid and a checkpoint of where it stopped
+                        raise Interrupted(f"stopped by {signal.Signals(signum).name} at step {state.step}; "
+                                          f"checkpoint {self.checkpoint_path(state)}; resume with: "
+                                          f"ganzoo train --resume {self.run_dir}", exit_code=128 + signum)
+                    run.emit("on_step", state=state)
+                if self.dist.enabled:
+                    check_consistent(state.nets, self.dist, self.device)
+                    run.emit("on_log", state=state, record={"event": "ranks_consistent", "step": state.step,
+                                                            "world": self.dist.world})
+                status = FINISHED
+                observers.end(run, state, FINISHED)  # the final grid and checkpoint
+            finally:
+                if status == FAILED:
+                    observers.end(run, state, FAILED)
         barrier(self.dist)  # nobody leaves before the final checkpoint exists
         return RunResult(self.run_dir, state, last)
-
 
 def __getattr__(name: str) -> Any:
     """``train``, ``resume`` and the run-directory helpers moved to :mod:`ganzoo.runs`."""

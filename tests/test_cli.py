@@ -31,7 +31,7 @@ def test_train_then_sample_end_to_end(tmp_path, capsys):
     for key in ("D/loss", "D/real", "D/fake", "D/grad_norm", "D/gp", "G/loss", "step_time"):
         assert key in records[-1], key
 
-    assert sorted(p.name for p in (run / "samples").iterdir()) == ["final.png", "step-0000002.png"]
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["final.png", "losses.png", "step-0000002.png"]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["sane", "step-0000002.pt", "step-0000004.pt"]
     payload = load_checkpoint(run)
     assert payload["step"] == 4 and set(payload["nets"]) and set(payload["optimizers"]) == {"G", "D"}

@@ -1,0 +1,1 @@
+"""Loggers: observers of the training events that a run selects with ``--logger NAME``."""
