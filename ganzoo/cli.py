@@ -190,8 +190,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--no-ema", action="store_true",
                    help="sample the trained G, not its EMA copy (runs trained with --set ema=DECAY)")
+    p.add_argument("--interpolate", type=int, metavar="K",
+                   help="a latent walk instead: --rows rows of K points between two noise vectors "
+                        "(spherical for Gaussian noise); images only")
+    p.add_argument("--rows", type=_positive_int, default=8, help="rows of a walk (default 8)")
+    p.add_argument("--gif", action="store_true",
+                   help="write the walk as an animated GIF (one frame per point; K defaults to 16)")
     add_threads_option(p)
     p.set_defaults(handler=cmd_sample)
+
+    p = commands.add_parser("export", help="write a run's generator for use without ganzoo",
+                            description="Write the generator of a run (its EMA copy when it has one) as a "
+                                        "TorchScript or ONNX file that maps noise (and labels) to samples "
+                                        "and loads with torch (or an ONNX runtime) alone.")
+    p.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
+    p.add_argument("--format", dest="fmt", default="torchscript", metavar="FORMAT",
+                   help="torchscript (default) or onnx (needs the onnx package)")
+    p.add_argument("--out", type=path_arg, help="file to write (default: RUN_DIR/export/generator.pt|.onnx)")
+    p.add_argument("--no-ema", action="store_true", help="export the trained G, not its EMA copy")
+    p.set_defaults(handler=cmd_export)
 
     p = commands.add_parser("plot", help="plot a run's logged curves",
                             description="Draw the curves of RUN_DIR/metrics.jsonl (losses, D's outputs, gradient "
@@ -303,32 +320,82 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _run_dir_of(path: str) -> Path:
+    source = Path(path)
+    return source if source.is_dir() else source.parent.parent
+
+
+def sample_file_name(seed: int, *, label: int | None = None, no_ema: bool = False,
+                     interpolate: int | None = None, gif: bool = False) -> str:
+    """The default file of a ``ganzoo sample`` mode: each mode its own name, so none overwrites another."""
+    stem = f"interpolate{interpolate}" if interpolate else "sample"
+    parts = [stem, f"seed{seed}"]
+    if label is not None:
+        parts.append(f"label{label}")
+    if no_ema:
+        parts.append("no-ema")
+    return "-".join(parts) + (".gif" if gif else ".png")
+
+
 def cmd_sample(args) -> int:
     from .plotting import save_image_grid, save_scatter_plot
     from .registry import create_dataset
-    from .sampling import load_generator, sample
+    from .sampling import MAX_INTERPOLATION_STEPS, interpolate, load_generator, sample, save_gif
     from .trainer import resolve_device
 
+    steps = args.interpolate
+    if args.gif and steps is None:
+        steps = 16
+    if steps is not None and not 2 <= steps <= MAX_INTERPOLATION_STEPS:
+        raise GanzooError(f"--interpolate needs 2 to {MAX_INTERPOLATION_STEPS} points per row, got {steps}")
     loaded = load_generator(args.path, resolve_device(args.device), ema=not args.no_ema)
-    images = sample(loaded, n=args.n, label=args.label, seed=args.seed)
-    source = Path(args.path)
-    run_dir = source if source.is_dir() else source.parent.parent
     # An EMA run sampled from G itself gets its own file, so the two never overwrite each other.
-    raw_g = "-no-ema" if args.no_ema and loaded.has_ema else ""
-    out = args.out or run_dir / "samples" / f"sample-seed{args.seed}{raw_g}.png"
+    name = sample_file_name(args.seed, label=args.label, no_ema=args.no_ema and loaded.has_ema,
+                            interpolate=steps, gif=args.gif)
+    out = args.out or _run_dir_of(args.path) / "samples" / name
     try:
-        if loaded.spec.is_image:
-            nrow = loaded.spec.num_classes if (loaded.variant.conditional and args.label is None
-                                                and args.n % loaded.spec.num_classes == 0) else None
-            save_image_grid(images, out, nrow=nrow)
+        if steps is not None:
+            walk = interpolate(loaded, steps, rows=args.rows, label=args.label, seed=args.seed)
+            if args.gif:
+                frames = walk.view(args.rows, steps, *walk.shape[1:]).transpose(0, 1)  # (steps, rows, ...)
+                save_gif(list(frames), out, nrow=int(math.ceil(math.sqrt(args.rows))))
+            else:
+                save_image_grid(walk, out, nrow=steps)
+            what = f"a {args.rows} x {steps} latent walk" + (" (GIF)" if args.gif else "")
         else:
-            data = create_dataset(loaded.config["dataset"], seed=args.seed).prepare(images.device)
-            save_scatter_plot(data.reference_sample(args.n).real, images, out,
-                              title=f"{loaded.variant.name} step {loaded.step}")
+            images = sample(loaded, n=args.n, label=args.label, seed=args.seed)
+            if loaded.spec.is_image:
+                nrow = loaded.spec.num_classes if (loaded.variant.conditional and args.label is None
+                                                    and args.n % loaded.spec.num_classes == 0) else None
+                save_image_grid(images, out, nrow=nrow)
+            else:
+                data = create_dataset(loaded.config["dataset"], seed=args.seed).prepare(images.device)
+                save_scatter_plot(data.reference_sample(args.n).real, images, out,
+                                  title=f"{loaded.variant.name} step {loaded.step}")
+            what = f"{args.n} samples"
     except OSError as exc:
         raise GanzooError(f"cannot write {out}: {exc.strerror or exc}") from None
     source_net = " (EMA generator)" if loaded.ema else ""
-    print(f"wrote {args.n} samples from step {loaded.step}{source_net} to {out}")
+    print(f"wrote {what} from step {loaded.step}{source_net} to {out}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import FORMATS, SUFFIX, export
+    from .sampling import load_generator
+
+    if args.fmt not in FORMATS:
+        raise GanzooError(f"unknown export format {args.fmt!r}; use one of {', '.join(FORMATS)}")
+    loaded = load_generator(args.path, "cpu", ema=not args.no_ema)
+    out = args.out or _run_dir_of(args.path) / "export" / f"generator{SUFFIX[args.fmt]}"
+    try:
+        info = export(loaded, out, args.fmt)
+    except OSError as exc:
+        raise GanzooError(f"cannot write {out}: {exc.strerror or exc}") from None
+    inputs = "z" + (", labels" if info["conditional"] else "")
+    print(f"wrote the generator of step {info['step']}{' (EMA)' if info['ema'] else ''} as {args.fmt} to {out}: "
+          f"({inputs}) -> samples {info['output_shape']}; noise {info['latent_shape']} "
+          f"({info['latent_distribution']})")
     return 0
 
 

@@ -17,17 +17,17 @@ from . import __version__
 
 def plugin_table(include_builtin: bool = False) -> list[dict[str, Any]]:
     """One dict per plugin: name, builtin, distribution, version, loaded, hooks,
-    variants, datasets and errors (problem strings; empty when it works).
+    variants, datasets, loggers and errors (problem strings; empty when it works).
 
     Loaded plugins come in load order (built-ins first), then plugins that could
     not be loaded.
     """
     from . import plugins
-    from .registry import DATASETS, VARIANTS, plugin_failures
+    from .registry import DATASETS, LOGGERS, VARIANTS, plugin_failures
 
     pm = plugins.get_plugin_manager()
     owned: dict[str, dict[str, list[str]]] = {}
-    for kind, registry in (("variants", VARIANTS), ("datasets", DATASETS)):
+    for kind, registry in (("variants", VARIANTS), ("datasets", DATASETS), ("loggers", LOGGERS)):
         for name in registry.names():
             owned.setdefault(registry.entry(name).plugin, {}).setdefault(kind, []).append(name)
     errors: dict[str, list[str]] = {}
@@ -57,6 +57,7 @@ def plugin_table(include_builtin: bool = False) -> list[dict[str, Any]]:
             "hooks": hooks,
             "variants": owned.get(name, {}).get("variants", []),
             "datasets": owned.get(name, {}).get("datasets", []),
+            "loggers": owned.get(name, {}).get("loggers", []),
             "errors": problems,
         })
     # What is left failed before it could register (an import error, or a name in
@@ -65,7 +66,7 @@ def plugin_table(include_builtin: bool = False) -> list[dict[str, Any]]:
     for name, problems in errors.items():
         dist, version = dists.get(name, (None, None))
         rows.append({"name": name, "builtin": False, "distribution": dist, "version": version,
-                     "loaded": False, "hooks": [], "variants": [], "datasets": [],
+                     "loaded": False, "hooks": [], "variants": [], "datasets": [], "loggers": [],
                      "errors": problems})
     return rows
 
@@ -108,6 +109,8 @@ def cmd_plugins(args) -> int:
             print(f"  variants: {', '.join(row['variants'])}")
         if row["datasets"]:
             print(f"  datasets: {', '.join(row['datasets'])}")
+        if row["loggers"]:
+            print(f"  loggers:  {', '.join(row['loggers'])}")
         for problem in row["errors"]:
             print(f"  error:    {problem}")
     if any(row["errors"] for row in rows):

@@ -69,14 +69,89 @@ def sample(path: str | Path | LoadedGenerator, n: int = 64, label: int | None = 
     loaded = path if isinstance(path, LoadedGenerator) else load_generator(path, device, ema=ema)
     variant, spec = loaded.variant, loaded.spec
     device = next(loaded.nets.parameters()).device
-    labels = None
-    if variant.conditional:
-        classes = spec.num_classes
-        if label is not None and not 0 <= label < classes:
-            raise GanzooError(f"--label must be in 0..{classes - 1}, got {label}")
-        labels = (torch.full((n,), label) if label is not None else torch.arange(n) % classes).to(device)
-    elif label is not None:
-        raise GanzooError(f"variant {variant.name!r} is unconditional; drop --label")
+    labels = _labels(loaded, n, label, device)
     torch.manual_seed(seed)
     with torch.no_grad():
         return spec.to_data_units(variant.generate(loaded.nets, variant.latent(n, device), labels))
+
+
+#: Largest --interpolate (points per row): beyond it a grid is no longer readable.
+MAX_INTERPOLATION_STEPS = 256
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between rows of ``a`` and ``b`` ((n, ...) each) at fractions
+    ``t`` ((k,) in [0, 1]); returns (n, k, ...). Gaussian noise keeps its norm along the path
+    this way (a straight line passes through low-norm points G never saw; White 2016)."""
+    flat_a, flat_b = a.flatten(1), b.flatten(1)
+    cos = ((flat_a * flat_b).sum(1) / (flat_a.norm(dim=1) * flat_b.norm(dim=1)).clamp_min(1e-12)).clamp(-1, 1)
+    omega = torch.acos(cos)[:, None]  # (n, 1)
+    sin = torch.sin(omega)
+    t = t[None, :]
+    parallel = sin.abs() < 1e-6  # (nearly) the same direction: a straight line is exact enough
+    w_a = torch.where(parallel, 1 - t, torch.sin((1 - t) * omega) / sin.where(~parallel, torch.ones_like(sin)))
+    w_b = torch.where(parallel, t, torch.sin(t * omega) / sin.where(~parallel, torch.ones_like(sin)))
+    path = w_a[..., None] * flat_a[:, None, :] + w_b[..., None] * flat_b[:, None, :]
+    return path.reshape(a.shape[0], t.shape[1], *a.shape[1:])
+
+
+def interpolate(loaded: LoadedGenerator, steps: int, rows: int = 8, label: int | None = None,
+                seed: int = 0) -> torch.Tensor:
+    """A latent walk: ``rows`` pairs of noise endpoints, ``steps`` points from one to the other
+    (spherical for Gaussian noise, ``Variant.latent_distribution == "normal"``; linear otherwise).
+
+    Returns images (rows * steps, C, H, W) in [-1, 1], row-major: row r walks from its first
+    endpoint (column 0) to its second (column steps - 1). Conditional variants keep one class per
+    row (``label``, else row r draws class r mod classes).
+    """
+    variant, spec = loaded.variant, loaded.spec
+    if not spec.is_image:
+        raise GanzooError("--interpolate draws image grids; this run's data is not images")
+    if not 2 <= steps <= MAX_INTERPOLATION_STEPS:
+        raise GanzooError(f"--interpolate needs 2 to {MAX_INTERPOLATION_STEPS} points per row, got {steps}")
+    if rows <= 0:
+        raise GanzooError(f"rows must be positive, got {rows}")
+    device = next(loaded.nets.parameters()).device
+    labels = _labels(loaded, rows, label, device)
+    torch.manual_seed(seed)
+    start, end = variant.latent(rows, device), variant.latent(rows, device)
+    t = torch.linspace(0, 1, steps, device=device)
+    if getattr(variant, "latent_distribution", "normal") == "normal":
+        path = slerp(start, end, t)
+    else:
+        path = start[:, None] + (end - start)[:, None] * t.view(1, -1, *([1] * (start.dim() - 1)))
+    z = path.reshape(rows * steps, *start.shape[1:])
+    walk_labels = labels.repeat_interleave(steps) if labels is not None else None
+    with torch.no_grad():
+        return spec.to_data_units(variant.generate(loaded.nets, z, walk_labels))
+
+
+def _labels(loaded: LoadedGenerator, n: int, label: int | None, device) -> torch.Tensor | None:
+    """Labels for n samples: ``label`` for all, else cycling through the classes; None when unconditional."""
+    variant, spec = loaded.variant, loaded.spec
+    if not variant.conditional:
+        if label is not None:
+            raise GanzooError(f"variant {variant.name!r} is unconditional; drop --label")
+        return None
+    classes = spec.num_classes
+    if label is not None and not 0 <= label < classes:
+        raise GanzooError(f"--label must be in 0..{classes - 1}, got {label}")
+    return (torch.full((n,), label) if label is not None else torch.arange(n) % classes).to(device)
+
+
+def save_gif(frames: list[torch.Tensor], path: Path, nrow: int | None = None, frame_ms: int = 80) -> Path:
+    """An animated GIF (Pillow) of image grids: ``frames`` are (N, C, H, W) in [-1, 1]; played
+    forwards then backwards, looping. Written atomically."""
+    import io
+
+    from .io import atomic_write
+    from .plotting import image_grid
+
+    pictures = [image_grid(frame, nrow=nrow).convert("RGB") for frame in frames]
+    pictures = pictures + pictures[-2:0:-1]  # ping-pong, so the loop has no jump
+    buffer = io.BytesIO()
+    pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda handle: handle.write(buffer.getbuffer()))
+    return path

@@ -144,6 +144,9 @@ class Variant(abc.ABC):
     #: user has not set them (e.g. ``{"standardize": True}``: vector data served at unit
     #: scale). A run's config.json records the options it trained with.
     dataset_defaults: ClassVar[dict[str, Any]] = {}
+    #: What :meth:`latent` draws: "normal" (the default; ``ganzoo sample --interpolate`` walks
+    #: between noise vectors on a great circle) or anything else (a straight line), e.g. "uniform".
+    latent_distribution: ClassVar[str] = "normal"
 
     def __init__(self, spec: DataSpec | None = None, **overrides: Any):
         if self.conditional and spec is not None and not spec.labeled:

@@ -109,4 +109,4 @@ def test_a_misspelt_hook_is_reported(register_plugin, capsys):
     row = _json(capsys)["pl-typo"]
     assert row["hooks"] == ["register_variant"] and row["variants"] == []
     assert row["errors"] == ["implements 'register_variant', which is not a ganzoo hook "
-                             "(hooks: register_datasets, register_variants)"]
+                             "(hooks: register_datasets, register_loggers, register_variants)"]
