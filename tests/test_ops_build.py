@@ -182,3 +182,32 @@ def test_bench_module_on_tiny_cases():
     text = bench.to_markdown(results)
     assert "| fwd+bwd+dbwd | 2^12 | float32 | channels_last |" in text and "torch 2" in text
     json.dumps(asdict(results))
+
+
+def _results(**environment):
+    timing = {"median": 1e-3, "p10": 0.9e-3, "p90": 1.1e-3, "runs": 5}
+    noisy = {"median": 1e-3, "p10": 0.5e-3, "p90": 3e-3, "runs": 5}
+    env = {"device": "cpu", "device_name": "x", "threads": 1, "cpu_count": 2, "torch": "2", "cuda": None,
+           "python": "3", "date": "d", "backend": {}, "other_busy_processes": 0,
+           "load_average_start": 0.1, "load_average_end": 0.2, **environment}
+    results = bench.Results(environment=env, settings={"kernel_size": 2**12}, copy_GBps=10.0)
+    results.kernels = [{"kernel": "k", "n": 2**12, "dtype": "float32", "time": timing, "GBps": 9.0, "pct_copy": 90.0}]
+    results.op_chain = [{"mode": "fwd", "n": 2**12, "dtype": "float32", "layout": "nchw", "ref": timing,
+                         "fused": noisy, "ratio": 1.0, "fused_GBps": 1.0, "fused_pct_copy": 30237.0}]
+    return results
+
+
+def test_bench_says_when_its_figures_cannot_be_trusted():
+    quiet = _results()
+    quiet.op_chain = []
+    assert bench.cautions(quiet) == []
+    busy = _results(other_busy_processes=2, load_average_start=2.5)
+    found = bench.cautions(busy)
+    assert len(found) == 3
+    assert found[0].startswith("the machine was busy (load average 2.50 to 0.20 on 2 CPUs; 2 other")
+    assert "marked 'noisy'" in found[1] and "op chain fwd float32 nchw fused" in found[1]
+    assert "above 150% of the copy bandwidth" in found[2]
+    busy.cautions = found
+    text = bench.to_markdown(busy)
+    assert text.count("**Caution:**") == 3 and "30237% (!)" in text and "| 1 (0.5-3) noisy |" in text
+    assert "| 90% |" in text  # a plausible figure is printed plain

@@ -43,6 +43,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..cpu_threads import other_busy_processes
 from . import backend
 from .fused_leaky_relu import FusedLeakyReLU, fused_leaky_relu, leaky_relu_ref
 from .gradient_penalty import gradient_penalty
@@ -449,6 +450,62 @@ class Results:
     kernels: list[dict[str, Any]] = field(default_factory=list)
     op_chain: list[dict[str, Any]] = field(default_factory=list)
     critic: list[dict[str, Any]] = field(default_factory=list)
+    #: Why some figures should not be trusted (see :func:`cautions`); empty when none.
+    cautions: list[str] = field(default_factory=list)
+
+
+#: A timing whose 10th-90th percentile range exceeds this fraction of its median is "noisy".
+NOISY_SPREAD = 0.5
+#: More than this share of the copy bandwidth is not a real figure (the copy was slowed by
+#: contention, or the work fit in a faster cache level than the copy's).
+IMPLAUSIBLE_PCT_COPY = 150.0
+#: Other runnable processes or a load average above this many per core make absolute times suspect.
+BUSY_LOAD_PER_CORE = 0.25
+
+
+def _spread(t: dict[str, Any] | str | None) -> float:
+    if not isinstance(t, dict) or not t.get("median"):
+        return 0.0
+    return (t["p90"] - t["p10"]) / t["median"]
+
+
+def _timings(r: Results):
+    """(label, timing dict) for every timed figure."""
+    for k in r.kernels:
+        yield f"kernel {k['kernel']} {k['dtype']}", k["time"]
+    for row in r.op_chain:
+        for impl in ("ref", "fused"):
+            yield f"op chain {row['mode']} {row['dtype']} {row['layout']} {impl}", row[impl]
+    for row in r.critic:
+        for impl in ("ref", "fused"):
+            yield f"critic {row['critic']} {impl}", row[impl]
+
+
+def cautions(r: Results) -> list[str]:
+    """Reasons the figures of ``r`` may be untrustworthy: a busy machine, noisy timings,
+    percentages of copy bandwidth that cannot be real. Ratios from interleaved runs stay
+    comparable on a busy machine; absolute times and bandwidths do not."""
+    found = []
+    e = r.environment
+    cores = e.get("cpu_count") or 1
+    busy = e.get("other_busy_processes")
+    loads = [x for x in (e.get("load_average_start"), e.get("load_average_end")) if x is not None]
+    if e.get("device") == "cpu" and ((busy or 0) > 0 or any(x > BUSY_LOAD_PER_CORE * cores for x in loads)):
+        load_text = " to ".join(f"{x:.2f}" for x in loads) if loads else "unknown"
+        found.append(f"the machine was busy (load average {load_text} on {cores} CPUs; {busy} other "
+                     "runnable process(es) at the start): absolute times and GB/s are not the hardware's; "
+                     "ratios (interleaved) remain comparable")
+    noisy = [label for label, t in _timings(r) if _spread(t) > NOISY_SPREAD]
+    if noisy:
+        found.append(f"{len(noisy)} timing(s) spread over more than {NOISY_SPREAD:.0%} of their median "
+                     f"(p10-p90), marked 'noisy': e.g. {noisy[0]}; rerun on a quiet machine or with more repeats")
+    implausible = [k for k in r.kernels if k["pct_copy"] > IMPLAUSIBLE_PCT_COPY]
+    implausible += [row for row in r.op_chain if row["fused_pct_copy"] > IMPLAUSIBLE_PCT_COPY]
+    if implausible:
+        found.append(f"{len(implausible)} figure(s) above {IMPLAUSIBLE_PCT_COPY:.0f}% of the copy bandwidth, "
+                     "marked '(!)': the copy it is compared with was slowed (contention) or ran in another "
+                     "cache level; such percentages are not real")
+    return found
 
 
 def run(s: Settings, progress: Callable[[str], None] | None = None) -> Results:
@@ -457,6 +514,8 @@ def run(s: Settings, progress: Callable[[str], None] | None = None) -> Results:
     if s.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("no CUDA device")
     env = environment(s.device)
+    env["other_busy_processes"] = other_busy_processes()
+    env["load_average_start"] = _load_average()
     say(f"copy bandwidth on {s.device} ...")
     # At the kernels' size: on a CPU 2^22 floats sit in the last-level cache,
     # and the kernels should be compared with a copy in the same regime.
@@ -468,7 +527,16 @@ def run(s: Settings, progress: Callable[[str], None] | None = None) -> Results:
     results.op_chain = bench_op_chain(s, copy_bps)
     say("WGAN-GP critic steps ...")
     results.critic = bench_critic(s)
+    env["load_average_end"] = _load_average()
+    results.cautions = cautions(results)
     return results
+
+
+def _load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 def _ms(t: dict[str, Any] | str | None) -> str:
@@ -476,7 +544,12 @@ def _ms(t: dict[str, Any] | str | None) -> str:
         return "-"
     if isinstance(t, str):
         return t
-    return f"{t['median'] * 1e3:.3g} ({t['p10'] * 1e3:.3g}-{t['p90'] * 1e3:.3g})"
+    noisy = " noisy" if _spread(t) > NOISY_SPREAD else ""
+    return f"{t['median'] * 1e3:.3g} ({t['p10'] * 1e3:.3g}-{t['p90'] * 1e3:.3g}){noisy}"
+
+
+def _pct(value: float) -> str:
+    return f"{value:.0f}%" + (" (!)" if value > IMPLAUSIBLE_PCT_COPY else "")
 
 
 def _n(n: int) -> str:
@@ -495,12 +568,14 @@ def to_markdown(r: Results) -> str:
         f"{r.copy_GBps:.1f} GB/s",
         "",
     ]
+    for caution in r.cautions:
+        lines += [f"**Caution:** {caution}.", ""]
     if r.kernels:
         lines += ["| kernel | N | dtype | ms: median (p10-p90) | GB/s | % of copy |",
                   "|---|---|---|---|---|---|"]
         for k in r.kernels:
             lines.append(f"| {k['kernel']} | {_n(k['n'])} | {k['dtype']} | {_ms(k['time'])} | "
-                         f"{k['GBps']:.1f} | {k['pct_copy']:.0f}% |")
+                         f"{k['GBps']:.1f} | {_pct(k['pct_copy'])} |")
         lines.append("")
     if r.op_chain:
         compile_col = any("compile" in row for row in r.op_chain)
@@ -510,7 +585,7 @@ def to_markdown(r: Results) -> str:
         for row in r.op_chain:
             lines.append(f"| {row['mode']} | {_n(row['n'])} | {row['dtype']} | {row['layout']} | "
                          f"{_ms(row['ref'])} | {_ms(row['fused'])} | **{row['ratio']:.2f}x** | "
-                         f"{row['fused_GBps']:.1f} | {row['fused_pct_copy']:.0f}% |"
+                         f"{row['fused_GBps']:.1f} | {_pct(row['fused_pct_copy'])} |"
                          + (f" {_ms(row.get('compile'))} |" if compile_col else ""))
         lines.append("")
     if r.critic:
