@@ -55,7 +55,17 @@ def add_command(subparsers, parser_class) -> None:
                     "against real data: modes, high-quality % and reverse KL for 2-D mixtures; distances\n"
                     "for other 2-D data; classifier-feature metrics for images. Real data gives the floor.\n"
                     "The result is written to RUN_DIR/eval.json.")
-    p.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
+    p.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT", nargs="?",
+                   help="the run to score (or give --real and --fake instead)")
+    p.add_argument("--features", choices=("classifier", "inception"), default="classifier",
+                   help="classifier: ganzoo's own classifier of the dataset (default; MNIST-like labeled "
+                        "data); inception: FID, KID, IS and precision/recall in Inception-v3 space, "
+                        "comparable with papers (needs --inception-weights)")
+    p.add_argument("--real", metavar="DIR", type=path_arg, help="with --fake: score two image folders (Inception)")
+    p.add_argument("--fake", metavar="DIR", type=path_arg, help="with --real: the generated images")
+    p.add_argument("--inception-weights", metavar="PATH", type=path_arg,
+                   help="the FID Inception-v3 weights (a local PyTorch state dict; default "
+                        "$GANZOO_INCEPTION_WEIGHTS)")
     p.add_argument("--n", type=_sample_count, help="samples to draw (default 2500 for 2-D data, 5000 for images)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--data-dir", type=path_arg, help="where the run's dataset lives now (default: as trained)")
@@ -69,6 +79,17 @@ def add_command(subparsers, parser_class) -> None:
 
 
 def cmd_eval(args) -> int:
+    from ..errors import GanzooError
+
+    folders = args.real is not None or args.fake is not None
+    if folders and (args.real is None or args.fake is None):
+        raise GanzooError("--real and --fake go together: two folders of images to compare")
+    if folders and args.path is not None:
+        raise GanzooError("give a run to score, or --real and --fake, not both")
+    if not folders and args.path is None:
+        raise GanzooError("name a run directory (or checkpoint) to score, or give --real DIR --fake DIR")
+    if folders or args.features == "inception":
+        return _inception_eval(args, folders)
     from .api import evaluate
 
     result = evaluate(args.path, n=args.n, device=args.device, seed=args.seed, data_dir=args.data_dir,
@@ -77,6 +98,39 @@ def cmd_eval(args) -> int:
         print(json.dumps(result, indent=2))
     else:
         print(format_result(result))
+    return 0
+
+
+def _inception_eval(args, folders: bool) -> int:
+    from pathlib import Path
+
+    from ..errors import GanzooError
+    from ..io import atomic_write
+    from .inception import evaluate_folders, evaluate_run
+
+    if folders:
+        result = evaluate_folders(args.real, args.fake, args.inception_weights, args.device, args.seed)
+    else:
+        result = evaluate_run(args.path, n=args.n, weights=args.inception_weights, device=args.device,
+                              seed=args.seed, ema=not args.no_ema, data_dir=args.data_dir)
+        if not args.no_write:
+            out = Path(result["run_dir"]) / "eval-inception.json"
+            try:
+                atomic_write(out, lambda handle: handle.write((json.dumps(result, indent=2) + "\n").encode()))
+            except OSError as exc:
+                raise GanzooError(f"cannot write {out}: {exc.strerror or exc}") from None
+            result["written_to"] = str(out)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    m = result["metrics"]
+    what = (f"{result['fake']} ({result['n_fake']} images) against {result['real']} ({result['n_real']})"
+            if folders else f"{result['variant']} step {result['step']} ({result['n_fake']} samples) against "
+                            f"{result['n_real']} real {result['dataset']} images")
+    print(f"Inception-v3 metrics: {what}")
+    print(f"  FID {m['fid']:.3f}   KID {m['kid']:.5f} ± {m['kid_std']:.5f}   "
+          f"IS {m['inception_score']:.3f} ± {m['inception_score_std']:.3f}   "
+          f"precision {m['precision']:.3f}   recall {m['recall']:.3f}")
     return 0
 
 

@@ -87,6 +87,17 @@ def frechet_distance(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(value.clamp_min(0))
 
 
+def polynomial_mmd2(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Unbiased MMD^2 between feature sets a (m, d) and b (m, d) with the kernel (x.y / d + 1)^3."""
+    a, b = a.double(), b.double()
+    m, d = a.shape
+    kxx = (a @ a.T / d + 1) ** 3
+    kyy = (b @ b.T / d + 1) ** 3
+    kxy = (a @ b.T / d + 1) ** 3
+    within = (kxx.sum() - kxx.diagonal().sum() + kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
+    return float(within - 2 * kxy.mean())
+
+
 def kernel_inception_distance(x: torch.Tensor, y: torch.Tensor, subsets: int = KID_SUBSETS,
                               subset_size: int = KID_SUBSET_SIZE, seed: int = 0) -> tuple[float, float]:
     """(mean, std) over subsets of the unbiased MMD^2 with kernel (x.y/d + 1)^3."""
@@ -96,17 +107,12 @@ def kernel_inception_distance(x: torch.Tensor, y: torch.Tensor, subsets: int = K
     m = min(subset_size, max(2, smaller // 2))
     if smaller < 2:
         raise GanzooError(f"KID needs at least 2 samples per set, got {x.shape[0]} and {y.shape[0]}")
-    d = x.shape[1]
     g = torch.Generator().manual_seed(seed)
     values = []
     for _ in range(subsets):
         a = x[torch.randperm(x.shape[0], generator=g)[:m]]
         b = y[torch.randperm(y.shape[0], generator=g)[:m]]
-        kxx = (a @ a.T / d + 1) ** 3
-        kyy = (b @ b.T / d + 1) ** 3
-        kxy = (a @ b.T / d + 1) ** 3
-        within = (kxx.sum() - kxx.diagonal().sum() + kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
-        values.append(float(within - 2 * kxy.mean()))
+        values.append(polynomial_mmd2(a, b))
     values_t = torch.tensor(values, dtype=torch.float64)
     return float(values_t.mean()), float(values_t.std()) if len(values) > 1 else 0.0
 
