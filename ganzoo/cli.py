@@ -20,7 +20,7 @@ from .cpu_threads import add_threads_option, prepare_openmp, use_threads
 from .errors import GanzooError
 
 EPILOG_TRAIN = """examples:
-  ganzoo train wgan-gp                              # digits, defaults, ~10 min on 2 CPU cores
+  ganzoo train wgan-gp                              # digits, defaults, ~13 min on 2 idle CPU cores
   ganzoo train dcgan --steps 500 --out runs/dcgan   # a shorter run into a chosen folder
   ganzoo train wgan-gp --dataset 8gaussians --set gp_weight=0.1
   ganzoo train lsgan --set a=-1 b=1 c=0             # the LSGAN paper's alternative coding
@@ -186,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=_sample_count, default=64, help="number of samples (default 64)")
     p.add_argument("--label", type=int, help="class to draw (conditional variants)")
     p.add_argument("--seed", type=_seed, default=0, help="noise seed (default 0)")
-    p.add_argument("--out", type=path_arg, help="PNG file (default: RUN_DIR/samples/sample-seedN.png)")
+    p.add_argument("--out", type=path_arg,
+                   help="PNG file (.gif with --gif); default: RUN_DIR/samples/ with one name per mode, "
+                        "e.g. sample-seed0.png, sample-seed0-label3.png, interpolate10-seed0.png")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--no-ema", action="store_true",
                    help="sample the trained G, not its EMA copy (runs trained with --set ema=DECAY)")
@@ -348,6 +350,9 @@ def cmd_sample(args) -> int:
         steps = 16
     if steps is not None and not 2 <= steps <= MAX_INTERPOLATION_STEPS:
         raise GanzooError(f"--interpolate needs 2 to {MAX_INTERPOLATION_STEPS} points per row, got {steps}")
+    if args.out is not None and args.out.suffix.lower() != (".gif" if args.gif else ".png"):
+        raise GanzooError(f"--out must end in {'.gif' if args.gif else '.png'}"
+                          f"{' with --gif' if args.gif else ' (or add --gif for an animation)'}, got {args.out}")
     loaded = load_generator(args.path, resolve_device(args.device), ema=not args.no_ema)
     # An EMA run sampled from G itself gets its own file, so the two never overwrite each other.
     name = sample_file_name(args.seed, label=args.label, no_ema=args.no_ema and loaded.has_ema,

@@ -12,12 +12,13 @@ Where the events fire (rank 0 of a torchrun job only; other ranks have no observ
     on_start(run, state)                       # nets built, a resumed checkpoint restored
     while state.step < total:
         train_step(state)                      # the variant's phases (ganzoo.trainer)
-        on_step(run, state)                    # every step: progress, periodic grids and checkpoints
-        every log_every steps and at the end:
+        every log_every steps, at the end and when stopped:
             on_log(run, state, record)         # the interval's means: {"step", "time", "step_time", "D/loss", ...}
+        if a signal asked to stop: on_end(run, state, "stopped") and leave (no on_step for that step)
+        on_step(run, state)                    # every step: progress, periodic grids and checkpoints
         (observers may send more: on_log with an evaluation record, on_samples with a grid)
-    on_end(run, state, status)                 # "finished" (final grid, final checkpoint), "stopped"
-                                               # (a signal: grid and checkpoint), or "failed"
+    on_end(run, state, status)                 # "finished" (final grid, final checkpoint), or "failed"
+                                               # (an exception is on its way up)
 
     on_samples(run, state, images, path)       # a sample grid was written (sent by the grid observer)
     on_checkpoint(run, state, path)            # a checkpoint was written (sent by the checkpoint observer)
@@ -131,13 +132,16 @@ class Observers:
             getattr(observer, event)(**kwargs)
 
     def end(self, run: Run, state: "TrainState", status: str) -> None:
-        """on_end for everyone; with ``failed``, one observer's error does not stop the others
-        (the original exception is the one that matters)."""
+        """on_end for every observer, even when one of them raises (a full disk while writing the
+        final grid must not keep the checkpoint from being tried, nor a logger from closing).
+        With ``finished`` or ``stopped`` the first error is raised once all have run; with
+        ``failed`` errors are dropped (the exception already on its way up is the one that matters)."""
+        first: BaseException | None = None
         for observer in self.observers:
-            if status != FAILED:
-                observer.on_end(run=run, state=state, status=status)
-                continue
             try:
                 observer.on_end(run=run, state=state, status=status)
-            except Exception:  # noqa: BLE001 - the failure being reported comes first
-                pass
+            except Exception as exc:  # noqa: BLE001 - see the docstring
+                if first is None:
+                    first = exc
+        if first is not None and status != FAILED:
+            raise first

@@ -60,7 +60,9 @@ def register_loggers(register):
         (``on_start``, ``on_step``, ``on_log``, ``on_samples``, ``on_checkpoint``, ``on_end``;
         see :mod:`ganzoo.events` for when each fires and what it receives), on rank 0 only.
         The same all-or-nothing rule as :func:`register_variants` applies. A logger whose
-        optional package is missing should raise :class:`ganzoo.GanzooError` from
-        ``on_start`` naming the package to install; the run stops before its first step.
+        optional package is missing overrides the classmethod ``check_available()`` to raise
+        :class:`ganzoo.GanzooError` naming the package to install: it is called when the run's
+        options are checked, before the run directory exists. An exception other than a
+        GanzooError or OSError raised by an event method stops the run like any bug would.
     :returns: nothing; return values are ignored.
     """

@@ -46,7 +46,10 @@ def add_command(subparsers, parser_class) -> None:
         "bench", help="benchmark the fused ops against plain PyTorch",
         description="Time the fused ops against eager PyTorch: each kernel against the copy "
                     "bandwidth, the bias + leaky ReLU + gain chain (forward, + backward, + double "
-                    "backward) and full WGAN-GP critic steps, with the device, versions and date.",
+                    "backward) and full WGAN-GP critic steps, with the device, versions and date. "
+                    "Figures that cannot be trusted are flagged: a Caution line for a busy machine, "
+                    "'noisy' timings (p10-p90 beyond half the median), '(!)' on impossible shares of "
+                    "the copy bandwidth.",
         epilog=EPILOG_BENCH, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=("cpu", "cuda"),
                    help="where to run (default: cuda when available, else cpu)")

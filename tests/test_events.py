@@ -182,3 +182,30 @@ def test_plot_bad_input_is_one_line(tmp_path, capsys, make, message):
     assert main(["plot", str(tmp_path / "missing")]) == 2
     assert main(["plot", str(run), "--out", str(tmp_path / "x.jpg")]) == 2
     assert not (run / "samples").exists()
+
+
+def test_every_observer_ends_even_when_one_fails():
+    from ganzoo.events import Observers
+
+    ended = []
+
+    class Breaks(ganzoo.Observer):
+        order = 0
+
+        def on_end(self, run, state, status):
+            ended.append(("breaks", status))
+            raise OSError(28, "No space left on device")
+
+    class Closes(ganzoo.Observer):
+        order = 10
+
+        def on_end(self, run, state, status):
+            ended.append(("closes", status))
+
+    observers = Observers([Closes(), Breaks()])
+    with pytest.raises(OSError, match="No space left"):
+        observers.end(run=None, state=None, status="finished")
+    assert ended == [("breaks", "finished"), ("closes", "finished")]
+    ended.clear()
+    observers.end(run=None, state=None, status="failed")  # the error on its way up matters, not this one
+    assert ended == [("breaks", "failed"), ("closes", "failed")]

@@ -59,6 +59,17 @@ def test_bad_interpolation_is_one_line(runs, capsys, argv, message):
     assert message in err and "\n" not in err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--gif", "--out", "walk.png"], "--out must end in .gif with --gif"),
+    (["--out", "grid.gif"], "--out must end in .png (or add --gif for an animation)"),
+])
+def test_out_suffix_matches_the_mode(runs, tmp_path, capsys, argv, message):
+    argv = [a if not a.endswith((".png", ".gif")) else str(tmp_path / a) for a in argv]
+    assert main(["sample", str(runs / "wgan-gp"), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_interpolation_needs_images(runs, capsys):
     assert main(["sample", str(runs / "ring"), "--interpolate", "4"]) == 2
     assert "this run's data is not images" in capsys.readouterr().err

@@ -18,6 +18,8 @@ EPILOG = """examples:
   ganzoo eval runs/dcgan-mnist --n 10000        # classifier features: FD, KID, precision/recall, classes
   ganzoo eval runs/cgan-digits --json           # the same as JSON (also written to RUN_DIR/eval.json)
   ganzoo eval runs/x/checkpoints/step-0001000.pt   # one checkpoint -> RUN_DIR/eval-step-0001000.json
+  ganzoo eval runs/x --features inception --inception-weights W.pth   # FID/KID/IS/PR -> RUN_DIR/eval-inception.json
+  ganzoo eval --real real_images/ --fake my_samples/ --inception-weights W.pth   # two image folders
 
 image datasets: a small classifier is trained on the real training split the
 first time (about a minute on 2 CPU cores for MNIST), its test accuracy printed,
@@ -54,7 +56,9 @@ def add_command(subparsers, parser_class) -> None:
         description="Sample from a run's newest checkpoint (or a given checkpoint) and measure its quality\n"
                     "against real data: modes, high-quality % and reverse KL for 2-D mixtures; distances\n"
                     "for other 2-D data; classifier-feature metrics for images. Real data gives the floor.\n"
-                    "The result is written to RUN_DIR/eval.json.")
+                    "The result is written to RUN_DIR/eval.json (eval-step-N.json for a checkpoint file;\n"
+                    "eval-inception[-step-N].json with --features inception) unless --no-write.\n"
+                    "With --real DIR --fake DIR: Inception metrics between two image folders.")
     p.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT", nargs="?",
                    help="the run to score (or give --real and --fake instead)")
     p.add_argument("--features", choices=("classifier", "inception"), default="classifier",
@@ -113,8 +117,10 @@ def _inception_eval(args, folders: bool) -> int:
     else:
         result = evaluate_run(args.path, n=args.n, weights=args.inception_weights, device=args.device,
                               seed=args.seed, ema=not args.no_ema, data_dir=args.data_dir)
-        if not args.no_write:
-            out = Path(result["run_dir"]) / "eval-inception.json"
+        if not args.no_write:  # beside eval.json, with the same naming
+            name = ("eval-inception.json" if Path(args.path).is_dir()
+                    else f"eval-inception-step-{result['step']:07d}.json")
+            out = Path(result["run_dir"]) / name
             try:
                 atomic_write(out, lambda handle: handle.write((json.dumps(result, indent=2) + "\n").encode()))
             except OSError as exc:

@@ -24,7 +24,9 @@ The protocol of ``KERNELS.md``:
 
 Timing: warm-up, then the variants of a case run interleaved (round robin,
 rotating order) so that load from other processes hits them alike; median,
-p10 and p90 of the runs; CUDA times come from CUDA events.
+p10 and p90 of the runs; CUDA times come from CUDA events. :func:`cautions`
+lists why figures may be untrustworthy (a busy machine, noisy timings,
+impossible shares of the copy bandwidth); the Markdown flags them.
 """
 from __future__ import annotations
 
