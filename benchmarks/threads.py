@@ -3,6 +3,7 @@ beside a busy process, side by side.
 
     python benchmarks/threads.py                 # 3 interleaved rounds, 60 steps per run (~8 min)
     python benchmarks/threads.py --rounds 1 --steps 20    # a smoke test
+    python benchmarks/threads.py --conditions as-is       # on the machine as it is (e.g. beside other jobs)
 
 Three ways of starting the same training command, each in a fresh process:
 
@@ -68,16 +69,21 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--variant", default="wgan-gp")
     parser.add_argument("--json", type=Path, help="also write every measurement here")
+    parser.add_argument("--conditions", nargs="+", choices=("idle", "busy", "as-is"), default=["idle", "busy"],
+                        help="idle: nothing added (run it on a quiet machine); busy: beside one added busy "
+                             "process; as-is: nothing added, labelled with the machine's current load")
     args = parser.parse_args()
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     configs = ("before", "default", "1 thread")
-    conditions = ("idle", "beside 1 busy process")
+    names = {"idle": "idle", "busy": "beside 1 busy process",
+             "as-is": f"as is (load average {os.getloadavg()[0]:.1f})"}
+    conditions = tuple(names[c] for c in args.conditions)
     results: dict[tuple[str, str], list[float]] = {}
     measurements = []
     with tempfile.TemporaryDirectory() as tmp:
         for condition in conditions:
             busy = None
-            if condition != "idle":
+            if condition == names["busy"]:
                 busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
                 time.sleep(1.0)
             try:
