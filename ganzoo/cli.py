@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a variant hyperparameter (see `ganzoo list --json`)")
     p.add_argument("--logger", dest="loggers", action="append", metavar="NAME",
                    help="also send the run's events to this logger (repeatable; `ganzoo list` shows them); "
-                        "a resume keeps the run's own unless given")
+                        "a resume keeps the run's own unless given; `--logger none` drops them")
     p.add_argument("--tensorboard", dest="loggers", action="append_const", const="tensorboard",
                    help="the same as --logger tensorboard: scalars, grids and hyperparameters in "
                         "RUN_DIR/tensorboard (needs pip install 'ganzoo[tensorboard]')")

@@ -75,6 +75,10 @@ class TrainOptions:
             from .registry import LOGGERS
 
             self.loggers = list(dict.fromkeys(self.loggers))  # in the order given, once each
+            if "none" in self.loggers:  # `--logger none`: no loggers (a resume drops the run's own)
+                if len(self.loggers) > 1:
+                    raise GanzooError("--logger none cannot be combined with other loggers")
+                self.loggers = []
             for name in self.loggers:
                 LOGGERS.get(name).check_available()  # an unknown name: an error listing the known ones
         if self.on_nan not in (None, "stop", "skip"):

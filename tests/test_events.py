@@ -95,6 +95,13 @@ def test_hook_register_loggers(recorder, tmp_path):
     resume(tmp_path / "run", hparams={"steps": 5}, options=ganzoo.TrainOptions(device="cpu", progress=False))
     assert recorder[0] == ("start", 4, True)
     assert ("log", 4, "resume") in recorder and recorder[-1] == ("end", 5, "finished")
+    # `--logger none` drops the run's loggers on a resume.
+    recorder.clear()
+    resume(tmp_path / "run", hparams={"steps": 6}, options=ganzoo.TrainOptions(device="cpu", progress=False,
+                                                                               loggers=["none"]))
+    assert recorder == []
+    with pytest.raises(GanzooError, match="--logger none cannot be combined"):
+        ganzoo.TrainOptions(loggers=["none", "recorder"]).resolved()
 
 
 def test_a_failed_run_ends_with_failed(recorder, tmp_path, monkeypatch):
