@@ -31,18 +31,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from ganzoo.cpu_threads import physical_cores
+
 BUSY_LOOP = "while True: pass"
 BEFORE = ("import sys, torch\n"  # torch first: libgomp reads OMP_WAIT_POLICY (unset) at load
           "from ganzoo.cli import run\n"
           "sys.argv[0] = 'ganzoo'\n"
           "run()\n")
-
-
-def physical_cores() -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from ganzoo.cpu_threads import physical_cores as count
-
-    return count()
 
 
 def command(config: str, out: Path, steps: int, variant: str) -> list[str]:

@@ -342,14 +342,14 @@ def sample_file_name(seed: int, *, label: int | None = None, no_ema: bool = Fals
 def cmd_sample(args) -> int:
     from .plotting import save_image_grid, save_scatter_plot
     from .registry import create_dataset
-    from .sampling import MAX_INTERPOLATION_STEPS, interpolate, load_generator, sample, save_gif
+    from .sampling import check_interpolation_steps, interpolate, load_generator, sample, save_gif
     from .trainer import resolve_device
 
     steps = args.interpolate
     if args.gif and steps is None:
         steps = 16
-    if steps is not None and not 2 <= steps <= MAX_INTERPOLATION_STEPS:
-        raise GanzooError(f"--interpolate needs 2 to {MAX_INTERPOLATION_STEPS} points per row, got {steps}")
+    if steps is not None:
+        check_interpolation_steps(steps)  # before the checkpoint is loaded
     if args.out is not None and args.out.suffix.lower() != (".gif" if args.gif else ".png"):
         raise GanzooError(f"--out must end in {'.gif' if args.gif else '.png'}"
                           f"{' with --gif' if args.gif else ' (or add --gif for an animation)'}, got {args.out}")

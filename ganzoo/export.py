@@ -48,10 +48,9 @@ class _Generator(nn.Module):
         return loaded.spec.to_data_units(loaded.variant.generate(self.nets, z, labels))
 
 
-def description(loaded: LoadedGenerator, fmt: str) -> dict[str, Any]:
-    """What a user of the exported file needs to know to call it."""
+def description(loaded: LoadedGenerator, fmt: str, z: torch.Tensor) -> dict[str, Any]:
+    """What a user of the exported file needs to know to call it (``z``: example noise)."""
     spec, variant = loaded.spec, loaded.variant
-    z = variant.latent(1, torch.device("cpu"))
     return {
         "format": fmt, "variant": variant.name, "step": loaded.step, "ema": loaded.ema,
         "latent_shape": list(z.shape[1:]), "latent_distribution": getattr(variant, "latent_distribution", "normal"),
@@ -71,11 +70,11 @@ def export(loaded: LoadedGenerator, out: Path, fmt: str) -> dict[str, Any]:
 
     if fmt == "onnx" and importlib.util.find_spec("onnx") is None:  # torch's exporter needs it
         raise GanzooError("--format onnx needs the onnx package: pip install onnx")
-    info = description(loaded, fmt)
     module = _Generator(loaded).eval()
-    with torch.random.fork_rng():
+    with torch.random.fork_rng():  # the caller's random stream is left alone
         torch.manual_seed(0)
         z = loaded.variant.latent(EXAMPLE_BATCH, torch.device("cpu"))
+    info = description(loaded, fmt, z)
     labels = (torch.arange(EXAMPLE_BATCH) % loaded.spec.num_classes) if loaded.variant.conditional else None
     inputs = (z, labels) if labels is not None else (z,)
     out = Path(out)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import CHECKPOINT_DIR, SANE_WEIGHT_LIMIT, save_checkpoint
 from .events import FINISHED, STOPPED, Observer, Run
 from .io import atomic_write, drop_partial_last_line
+from .progress import Bar
 
 METRICS_FILE = "metrics.jsonl"
 LOSS_PLOT = "losses.png"
@@ -62,16 +64,12 @@ class ProgressDisplay(Observer):
     order = 10
 
     def __init__(self):
-        self.bar = None
-        self.first_step_done = False
+        self.bar: Bar | None = None
 
     def on_step(self, run, state):
-        from .progress import Bar
-
         if self.bar is not None:
             self.bar.update(1)
-        elif not self.first_step_done:
-            self.first_step_done = True
+        else:  # after the first step of this process
             self.bar = Bar(f"{run.variant.name}/{run.dataset.name}", run.total_steps, initial=state.step,
                            unit="step")
 
@@ -150,8 +148,6 @@ class Checkpoints(Observer):
         (run.run_dir / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
 
     def _write(self, run: Run, state) -> None:
-        import warnings
-
         path = run.trainer.checkpoint_path(state)
         health = save_checkpoint(path, run.trainer.checkpoint_payload(state), keep=run.options.keep)
         if not health["sane"] and not self.warned_insane:

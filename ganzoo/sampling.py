@@ -95,6 +95,11 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return path.reshape(a.shape[0], t.shape[1], *a.shape[1:])
 
 
+def check_interpolation_steps(steps: int) -> None:
+    if not 2 <= steps <= MAX_INTERPOLATION_STEPS:
+        raise GanzooError(f"--interpolate needs 2 to {MAX_INTERPOLATION_STEPS} points per row, got {steps}")
+
+
 def interpolate(loaded: LoadedGenerator, steps: int, rows: int = 8, label: int | None = None,
                 seed: int = 0) -> torch.Tensor:
     """A latent walk: ``rows`` pairs of noise endpoints, ``steps`` points from one to the other
@@ -107,8 +112,7 @@ def interpolate(loaded: LoadedGenerator, steps: int, rows: int = 8, label: int |
     variant, spec = loaded.variant, loaded.spec
     if not spec.is_image:
         raise GanzooError("--interpolate draws image grids; this run's data is not images")
-    if not 2 <= steps <= MAX_INTERPOLATION_STEPS:
-        raise GanzooError(f"--interpolate needs 2 to {MAX_INTERPOLATION_STEPS} points per row, got {steps}")
+    check_interpolation_steps(steps)
     if rows <= 0:
         raise GanzooError(f"rows must be positive, got {rows}")
     device = next(loaded.nets.parameters()).device

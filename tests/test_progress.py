@@ -6,7 +6,7 @@ import io
 import pytest
 
 import ganzoo
-from ganzoo import progress
+from ganzoo import outputs, progress
 from ganzoo.cli import main
 from ganzoo.runs import resume
 
@@ -85,7 +85,7 @@ def test_the_training_bar_starts_after_the_first_step(monkeypatch, tmp_path):
             self.updates += n
             super().update(n)
 
-    monkeypatch.setattr(progress, "Bar", Recorder)
+    monkeypatch.setattr(outputs, "Bar", Recorder)
     options = ganzoo.TrainOptions(device="cpu", sample_every=0, ckpt_every=2, log_every=1, progress=True)
     ganzoo.train("vanilla", "ring", out=tmp_path / "run", hparams={"steps": 4}, options=options)
     assert made == [("vanilla/ring", 4, 1)]

@@ -205,6 +205,21 @@ def _resolve_device(device) -> torch.device:
     return resolve_device(str(device))
 
 
+def run_dataset(config: dict[str, Any], spec, data_dir: str | Path | None = None) -> Dataset:
+    """The dataset a run trained on (its config's options; ``data_dir`` where it lives now),
+    checked to still have the run's shape ``spec``; not yet prepared."""
+    from ..registry import create_dataset
+
+    options = dict(config.get("dataset_options") or {})
+    if data_dir is not None:
+        options["data_dir"] = str(data_dir)
+    dataset = create_dataset(config["dataset"], **options)
+    if list(dataset.spec.shape) != list(spec.shape):
+        raise GanzooError(f"dataset {config['dataset']!r} now has shape {list(dataset.spec.shape)}, "
+                          f"the run was trained on {list(spec.shape)}")
+    return dataset
+
+
 def evaluate(path: str | Path, n: int | None = None, device: str | torch.device = "cpu", *,
              seed: int = 0, data_dir: str | Path | None = None, write: bool = True,
              recipe: ClassifierRecipe | None = None, floor: bool = True,
@@ -218,7 +233,6 @@ def evaluate(path: str | Path, n: int | None = None, device: str | torch.device 
     checkpoint file) unless ``write`` is False. Returns the result dict:
     ``metrics`` and ``floor`` (real data), plus the run's identity.
     """
-    from ..registry import create_dataset
     from ..sampling import load_generator
 
     start = time.perf_counter()
@@ -235,13 +249,7 @@ def evaluate(path: str | Path, n: int | None = None, device: str | torch.device 
     spec = loaded.spec
     n = n if n is not None else default_n(spec)
     check_sample_count(n, spec, loaded.variant.conditional)
-    options = dict(config.get("dataset_options") or {})
-    if data_dir is not None:
-        options["data_dir"] = str(data_dir)
-    dataset = create_dataset(config["dataset"], **options)
-    if list(dataset.spec.shape) != list(spec.shape):
-        raise GanzooError(f"dataset {config['dataset']!r} now has shape {list(dataset.spec.shape)}, "
-                          f"the run was trained on {list(spec.shape)}")
+    dataset = run_dataset(config, spec, data_dir)
     if loaded.variant.conditional and not dataset.spec.labeled:
         raise GanzooError(f"variant {loaded.variant.name!r} is conditional but dataset {dataset.name!r} "
                           "has no labels: the conditional metrics need labels")

@@ -231,6 +231,13 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, devic
     return correct / max(1, images.shape[0])
 
 
+def batch_plan(available: int, recipe: ClassifierRecipe) -> tuple[int, int, int]:
+    """(training images used, batch size, batches per epoch) of ``recipe`` on ``available`` images."""
+    n = available if recipe.train_limit is None else min(recipe.train_limit, available)
+    batch = min(recipe.batch_size, n)
+    return n, batch, max(1, n // batch)
+
+
 def fit(splits: RealSplits, recipe: ClassifierRecipe, device, log: Callable[[str], None],
         advance: Callable[[int], None] | None = None) -> FeatureClassifier:
     """Train a FeatureClassifier on the train split (Adam, linear lr decay to 0);
@@ -240,11 +247,8 @@ def fit(splits: RealSplits, recipe: ClassifierRecipe, device, log: Callable[[str
         torch.manual_seed(recipe.seed)
         model = FeatureClassifier(splits.shape, splits.num_classes, recipe.width, recipe.features).to(device)
         train, labels = splits.train, splits.train_labels
-        if recipe.train_limit is not None:
-            train, labels = train[:recipe.train_limit], labels[:recipe.train_limit]
-        n = train.shape[0]
-        batch = min(recipe.batch_size, n)
-        per_epoch = max(1, n // batch)
+        n, batch, per_epoch = batch_plan(train.shape[0], recipe)
+        train, labels = train[:n], labels[:n]
         total = per_epoch * recipe.epochs
         optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / total)
@@ -312,9 +316,8 @@ def get_classifier(dataset: Dataset, recipe: ClassifierRecipe | None = None, dev
     path = classifier_path(splits.name, key)
     found = _load_cached(path, key, splits, recipe, device) if path.exists() else None
     if found is None:
-        n_train = splits.train.shape[0] if recipe.train_limit is None else min(recipe.train_limit,
-                                                                                 splits.train.shape[0])
-        batches = max(1, n_train // min(recipe.batch_size, n_train)) * recipe.epochs
+        n_train, _, per_epoch = batch_plan(splits.train.shape[0], recipe)
+        batches = per_epoch * recipe.epochs
         start = time.perf_counter()
         # One-off work, shown as such (silenced with the caller's log).
         with silenced() if quiet else contextlib.nullcontext(), \

@@ -382,9 +382,8 @@ def evaluate_run(path: str | os.PathLike, n: int | None = None, weights: str | N
     """``ganzoo eval RUN --features inception``: n generated images against n real images of the
     run's dataset (no labels needed), in Inception space."""
     from ..checkpoint import load_checkpoint
-    from ..registry import create_dataset
     from ..sampling import load_generator
-    from .api import generate_samples
+    from .api import generate_samples, run_dataset
 
     model = load_inception(weights, device)
     payload = load_checkpoint(path, map_location="cpu")
@@ -394,10 +393,7 @@ def evaluate_run(path: str | os.PathLike, n: int | None = None, weights: str | N
     if not loaded.spec.is_image:
         raise GanzooError("--features inception scores images; this run's data is not images")
     n = n or 5000
-    options = dict(config.get("dataset_options") or {})
-    if data_dir is not None:
-        options["data_dir"] = str(data_dir)
-    dataset = create_dataset(config["dataset"], **options).prepare("cpu")
+    dataset = run_dataset(config, loaded.spec, data_dir).prepare("cpu")
     real = to_uint8_rgb(dataset.reference_sample(n).real)
     fake, _ = generate_samples(loaded.variant, loaded.nets, loaded.spec, n, seed=seed, device=device)
     return {"run_dir": str(checkpoint.parent.parent), "checkpoint": str(checkpoint), "step": loaded.step,
