@@ -13,8 +13,10 @@ Three ways of starting the same training command, each in a fresh process:
   other processes leave free; see ganzoo/cpu_threads.py);
 * ``1 thread``: ``ganzoo train --threads 1``.
 
-Each is timed idle and beside one busy process (a pure-Python busy loop, standing in for
-another job), the three interleaved within each round. The figure is the median seconds per
+Each is timed idle, beside one busy process (a pure-Python busy loop, standing in for
+another job) started before it, and beside one that starts while it trains (``busy-later``:
+the figure then covers only the log intervals that start once the busy process runs), the
+three interleaved within each round. The figure is the median seconds per
 generator step over the run's log intervals after the first (which holds start-up work),
 then the median over rounds, with the range. The machine's load average is printed with
 every run: figures from a machine that was not otherwise idle say so.
@@ -41,8 +43,8 @@ BEFORE = ("import sys, torch\n"  # torch first: libgomp reads OMP_WAIT_POLICY (u
 
 
 def command(config: str, out: Path, steps: int, variant: str) -> list[str]:
-    train = ["train", variant, "--steps", str(steps), "--out", str(out), "--quiet", "--sample-every", "0",
-             "--ckpt-every", "0", "--log-every", "10"]
+    train = ["train", variant, "--device", "cpu", "--steps", str(steps), "--out", str(out), "--quiet",
+             "--sample-every", "0", "--ckpt-every", "0", "--log-every", "10"]
     if config == "before":
         return [sys.executable, "-c", BEFORE, *train, "--threads", str(physical_cores())]
     if config == "default":
@@ -52,10 +54,39 @@ def command(config: str, out: Path, steps: int, variant: str) -> list[str]:
     raise ValueError(config)
 
 
-def seconds_per_step(run_dir: Path) -> float:
+def seconds_per_step(run_dir: Path, skip: int = 1) -> float:
+    """Median seconds per step over the log intervals after the first ``skip`` (the first holds start-up)."""
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    times = [r["step_time"] for r in records if "step_time" in r][1:]  # the first interval holds start-up
+    times = [r["step_time"] for r in records if "step_time" in r][skip:]
     return statistics.median(times)
+
+
+def logged_intervals(run_dir: Path) -> int:
+    try:
+        text = (run_dir / "metrics.jsonl").read_text()
+    except FileNotFoundError:
+        return 0
+    return sum('"step_time"' in line for line in text.splitlines())
+
+
+def run_with_busy_arriving(cmd: list[str], out: Path, env: dict[str, str]) -> float:
+    """Start the run, start a busy process once two intervals are logged, and time the intervals
+    that start after that (the first of them holds the switch, the rest the steady state)."""
+    training = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    busy = None
+    try:
+        while logged_intervals(out) < 2 and training.poll() is None:
+            time.sleep(0.05)
+        busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
+        seen = logged_intervals(out)
+        _, err = training.communicate()
+    finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
+    if training.returncode != 0:
+        sys.exit(f"{cmd} failed: {err.strip().splitlines()[-1:]}")
+    return seconds_per_step(out, skip=seen + 1)
 
 
 def main() -> int:
@@ -64,13 +95,15 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--variant", default="wgan-gp")
     parser.add_argument("--json", type=Path, help="also write every measurement here")
-    parser.add_argument("--conditions", nargs="+", choices=("idle", "busy", "as-is"), default=["idle", "busy"],
+    parser.add_argument("--conditions", nargs="+", choices=("idle", "busy", "busy-later", "as-is"),
+                        default=["idle", "busy", "busy-later"],
                         help="idle: nothing added (run it on a quiet machine); busy: beside one added busy "
-                             "process; as-is: nothing added, labelled with the machine's current load")
+                             "process started first; busy-later: one that starts while the run trains; "
+                             "as-is: nothing added, labelled with the machine's current load")
     args = parser.parse_args()
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     configs = ("before", "default", "1 thread")
-    names = {"idle": "idle", "busy": "beside 1 busy process",
+    names = {"idle": "idle", "busy": "beside 1 busy process", "busy-later": "1 busy process arrives",
              "as-is": f"as is (load average {os.getloadavg()[0]:.1f})"}
     conditions = tuple(names[c] for c in args.conditions)
     results: dict[tuple[str, str], list[float]] = {}
@@ -87,11 +120,14 @@ def main() -> int:
                         out = Path(tmp) / f"{condition}-{config}-{round_index}".replace(" ", "_")
                         load = os.getloadavg()[0]
                         started = time.perf_counter()
-                        done = subprocess.run(command(config, out, args.steps, args.variant), env=env,
-                                              capture_output=True, text=True)
-                        if done.returncode != 0:
-                            sys.exit(f"{config} failed: {done.stderr.strip().splitlines()[-1:]}")
-                        per_step = seconds_per_step(out)
+                        cmd = command(config, out, args.steps, args.variant)
+                        if condition == names["busy-later"]:
+                            per_step = run_with_busy_arriving(cmd, out, env)
+                        else:
+                            done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                            if done.returncode != 0:
+                                sys.exit(f"{config} failed: {done.stderr.strip().splitlines()[-1:]}")
+                            per_step = seconds_per_step(out)
                         results.setdefault((condition, config), []).append(per_step)
                         measurements.append({"condition": condition, "config": config, "round": round_index,
                                              "s_per_step": per_step, "load_1min": load,

@@ -437,7 +437,6 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _one_line_warning
-    prepare_openmp()  # before anything imports torch (see ganzoo.cpu_threads)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -446,6 +445,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if getattr(args, "cpu_threads", False):
+        prepare_openmp()  # before anything imports torch (see ganzoo.cpu_threads)
     try:
         if not getattr(args, "cpu_threads", False):
             return args.handler(args)

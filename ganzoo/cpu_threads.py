@@ -1,19 +1,27 @@
 """CPU threads for torch: a default that does not collapse on a busy machine, and ``--threads N``.
 
-Two things made the default slow beside another job (issue 15; ``benchmarks/threads.py``
-measures them):
+Two things made torch's own default slow beside another job (issue 15;
+``benchmarks/threads.py`` measures them):
 
-* libgomp's default *active* waiting: a torch worker thread spins between parallel
-  regions, so on a core that another process also wants, every region costs a scheduler
-  time slice. :func:`prepare_openmp` asks for passive waiting (``OMP_WAIT_POLICY=PASSIVE``)
-  before torch loads its OpenMP runtime, which reads the variable only once, at load.
 * a parallel region waits for its slowest thread: with 2 threads on 2 cores and another
-  process on one of them, every region waits for a time slice. :func:`default_threads`
-  therefore gives torch the physical cores that other processes leave free when the
-  command starts (read from ``/proc/stat``'s ``procs_running``), at least one.
+  process on one of them, every region waits for a scheduler time slice. So torch gets
+  the physical cores that other processes leave free (:func:`default_threads`, from
+  ``/proc/stat``'s run queue), at least one, and during training :class:`FollowLoad`
+  keeps following that count: a job that starts beside a run takes a thread from it
+  within seconds, and gives it back when it ends.
+* libgomp's *active* waiting: a worker spins between parallel regions, so on a core that
+  another process wants, every region costs a time slice. Passive waiting
+  (``OMP_WAIT_POLICY=PASSIVE``) avoids that but made the idle 2-core step 1.3x slower
+  (benchmarks/RESULTS.md), so :func:`prepare_openmp` asks for it only when other
+  processes are busy at start; on an idle machine libgomp keeps its short default spin
+  and :class:`FollowLoad` drops to one thread (no spinning workers) when load arrives.
+  The policy must be chosen before torch loads libgomp, which reads it once.
 
-A user's own ``OMP_WAIT_POLICY`` / ``OMP_NUM_THREADS`` always win, and so does ``--threads``.
-Nothing here imports torch until :func:`use_threads` runs.
+A user's own ``OMP_WAIT_POLICY`` / ``OMP_NUM_THREADS`` always win, and so does ``--threads``
+(neither is then changed during the run). Nothing here imports torch until
+:func:`use_threads` runs. The thread count can change floating-point sums, so a CPU run
+is bit-identical to another (a resume included) when both ran with the same count
+(``--threads N`` pins it).
 """
 from __future__ import annotations
 
@@ -25,6 +33,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import GanzooError
+from .events import Observer
 
 #: Samples of the run queue taken at start (about 0.1 s in all): their median rejects a
 #: short-lived process (a shell, a compiler) that happens to run at the first look.
@@ -32,15 +41,26 @@ LOAD_SAMPLES, LOAD_SAMPLE_GAP_S = 5, 0.02
 MAX_THREADS = 4096
 
 
-def prepare_openmp(environ: dict[str, str] | None = None) -> bool:
-    """Ask for passive OpenMP waiting unless the user chose a policy; True when it was set.
+#: Other runnable processes seen by :func:`prepare_openmp` (None: not looked), reused by
+#: :func:`default_threads` so a command samples the run queue once at start.
+_busy_at_start: int | None = None
 
+
+def prepare_openmp(environ: dict[str, str] | None = None, busy: int | None = None) -> bool:
+    """Ask for passive OpenMP waiting when other processes are busy now, unless the user chose
+    a policy; True when it was set.
+
+    busy: other runnable processes (default: :func:`other_busy_processes`, looked at once here).
     Call before ``import torch``: libgomp reads the variable when torch loads it,
     so once torch is imported this does nothing (and says so by returning False).
     """
+    global _busy_at_start
     environ = os.environ if environ is None else environ
     if "torch" in sys.modules or environ.get("OMP_WAIT_POLICY"):
         return False
+    _busy_at_start = other_busy_processes() if busy is None else busy
+    if not _busy_at_start:
+        return False  # idle: libgomp's short default spin is faster (module docstring)
     environ["OMP_WAIT_POLICY"] = "PASSIVE"
     return True
 
@@ -86,15 +106,46 @@ def other_busy_processes(stat: Path = Path("/proc/stat"), samples: int = LOAD_SA
     return max(0, sorted(seen)[len(seen) // 2])
 
 
+def own_running_threads(task_dir: Path = Path("/proc/self/task")) -> int:
+    """This process's threads that are runnable now (state R), at least 1 (the caller)."""
+    running = 0
+    try:
+        for task in task_dir.iterdir():
+            try:
+                stat = (task / "stat").read_text()
+            except OSError:  # the thread ended while we looked
+                continue
+            # "tid (comm) S ...": comm may hold spaces and parentheses, the state follows the last ")".
+            if stat[stat.rindex(")") + 2:].startswith("R"):
+                running += 1
+    except (OSError, ValueError):
+        return 1
+    return max(1, running)
+
+
+def others_running_now(stat: Path = Path("/proc/stat"), task_dir: Path = Path("/proc/self/task")) -> int | None:
+    """Runnable tasks of other processes right now (one look), or None where unknown: the run
+    queue less this process's own runnable threads (its torch workers count there while they run)."""
+    total = other_busy_processes(stat, samples=1)
+    if total is None:
+        return None
+    return max(0, total + 1 - own_running_threads(task_dir))
+
+
+def free_cores(cores: int, busy: int | None) -> int:
+    """The physical cores that ``busy`` other runnable processes leave, at least 1."""
+    return max(1, cores - (busy or 0))
+
+
 def default_threads() -> tuple[int, str]:
     """torch's CPU threads when the user chose none, and why (one phrase for the start line)."""
     cores = physical_cores()
-    busy = other_busy_processes() or 0
-    free = max(1, cores - busy)
+    busy = (_busy_at_start if _busy_at_start is not None else other_busy_processes()) or 0
+    free = free_cores(cores, busy)
     if free == cores:
-        return cores, f"{cores} physical core{'s' * (cores != 1)}"
-    return free, (f"{busy} other busy process{'es' * (busy != 1)} on {cores} physical cores; "
-                  "--threads N to choose")
+        return cores, f"{cores} physical core{'s' * (cores != 1)}, following the load"
+    return free, (f"{busy} other busy process{'es' * (busy != 1)} on {cores} physical cores, "
+                  "following the load; --threads N to choose")
 
 
 def add_threads_option(parser) -> None:
@@ -112,6 +163,8 @@ def check_threads(threads: int | None) -> None:
 
 #: Why the count inside :func:`use_threads` is what it is (for :func:`describe`).
 _reason: str | None = None
+#: Whether the count inside :func:`use_threads` is ganzoo's default (which :class:`FollowLoad` may change).
+_following = False
 
 
 @contextlib.contextmanager
@@ -120,15 +173,16 @@ def use_threads(threads: int | None = None) -> Iterator[int]:
     set no ``OMP_NUM_THREADS``); the previous count is restored on the way out, so an
     in-process caller (a test, a notebook) keeps its own.
     """
-    global _reason
+    global _reason, _following
     check_threads(threads)
     import torch
 
-    previous, previous_reason = torch.get_num_threads(), _reason
+    previous, previous_reason, previous_following = torch.get_num_threads(), _reason, _following
+    _following = False
     if threads is None and os.environ.get("OMP_NUM_THREADS"):
         chosen, _reason = previous, "OMP_NUM_THREADS"
     elif threads is None:
-        chosen, _reason = default_threads()
+        (chosen, _reason), _following = default_threads(), True
     else:
         chosen, _reason = threads, "--threads"
     if chosen != previous:
@@ -136,7 +190,7 @@ def use_threads(threads: int | None = None) -> Iterator[int]:
     try:
         yield chosen
     finally:
-        _reason = previous_reason
+        _reason, _following = previous_reason, previous_following
         if torch.get_num_threads() != previous:
             torch.set_num_threads(previous)
 
@@ -147,3 +201,80 @@ def describe() -> str:
 
     count = torch.get_num_threads()
     return f"{count} thread{'s' * (count != 1)}" + (f": {_reason}" if _reason else "")
+
+
+def following_load() -> bool:
+    """Whether torch's thread count is ganzoo's default, which a training run keeps following."""
+    return _following
+
+
+class LoadFollower:
+    """Keeps torch's threads at the physical cores that other processes leave free.
+
+    :meth:`poll` looks at the run queue at most every ``interval_s`` seconds and changes the
+    count once ``patience`` looks in a row agree on a new one (a compiler or a shell that runs
+    for a moment changes nothing). ``look``, ``get_threads`` and ``set_threads`` default to
+    :func:`others_running_now` and torch's; tests pass their own.
+    """
+
+    def __init__(self, cores: int | None = None, interval_s: float = 2.0, patience: int = 2,
+                 look=None, get_threads=None, set_threads=None, clock=time.monotonic):
+        self.cores = physical_cores() if cores is None else cores
+        self.interval_s, self.patience = interval_s, patience
+        self.look = look or others_running_now
+        if get_threads is None or set_threads is None:
+            import torch
+
+            get_threads, set_threads = torch.get_num_threads, torch.set_num_threads
+        self.get_threads, self.set_threads, self.clock = get_threads, set_threads, clock
+        self._last_look = -float("inf")
+        self._candidate: int | None = None
+        self._agreeing = 0
+
+    def poll(self) -> tuple[int, int, int] | None:
+        """``(old, new, others)`` when the count changed at this call, else None."""
+        now = self.clock()
+        if now - self._last_look < self.interval_s:
+            return None
+        self._last_look = now
+        others = self.look()
+        if others is None:
+            return None
+        target = free_cores(self.cores, others)
+        if target != self._candidate:
+            self._candidate, self._agreeing = target, 0
+        self._agreeing += 1
+        current = self.get_threads()
+        if self._agreeing < self.patience or target == current:
+            return None
+        self.set_threads(target)
+        return current, target, others
+
+
+class FollowLoad(Observer):
+    """The training-event observer (:mod:`ganzoo.events`) that runs a :class:`LoadFollower`
+    after every step of a CPU run whose threads are ganzoo's default; each change is a
+    metrics.jsonl record ``{"event": "threads", "step", "threads", "was", "others_running"}``.
+    It changes how fast a step runs, never what it computes."""
+
+    order = 5  # after metrics.jsonl (0), before the progress bar (10)
+
+    def __init__(self, follower_factory=LoadFollower):
+        self.follower_factory = follower_factory
+        self.follower: LoadFollower | None = None
+
+    def on_start(self, run, state):
+        if run.device.type == "cpu" and following_load():
+            self.follower = self.follower_factory()
+
+    def on_step(self, run, state):
+        if self.follower is None:
+            return
+        change = self.follower.poll()
+        if change is not None:
+            was, now, others = change
+            run.emit("on_log", state=state, record={"event": "threads", "step": state.step, "threads": now,
+                                                    "was": was, "others_running": others})
+
+    def on_end(self, run, state, status):
+        self.follower = None

@@ -3,8 +3,9 @@
 The trainer runs the loop; everything a run *writes* is an observer of its events:
 ``metrics.jsonl``, the progress bar, sample grids, the loss plot, checkpoints, the
 evaluation during training (``ganzoo/outputs.py``) and any logger a plugin registers
-(TensorBoard is one, ``ganzoo/loggers/tensorboard.py``). Observers only observe: what
-changes training (EMA, schedules, regularisers, precision) goes through the variant
+(TensorBoard is one, ``ganzoo/loggers/tensorboard.py``), and so is the CPU thread count
+following the machine's load (``ganzoo/cpu_threads.py``). Observers never change what
+training computes: that (EMA, schedules, regularisers, precision) goes through the variant
 contract and the toolkit instead.
 
 Where the events fire (rank 0 of a torchrun job only; other ranks have no observers)::
@@ -85,7 +86,8 @@ class Observer:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     #: Lower runs first. Built-ins: metrics file 0, evaluation -10 (its record goes through
-    #: on_log like any other), progress 10, grids 20, loss plot 30, checkpoints 40; loggers 50.
+    #: on_log like any other), CPU threads 5, progress 10, grids 20, loss plot 30,
+    #: checkpoints 40; loggers 50.
     order: ClassVar[int] = 50
 
     @classmethod

@@ -182,7 +182,9 @@ class Evaluation(Observer):
 
 def builtin_observers(options) -> list[Observer]:
     """What every run writes (the evaluation only when ``eval_every`` asks for it)."""
-    observers: list[Observer] = [MetricsFile(), SampleGrids(), LossPlot(), Checkpoints()]
+    from .cpu_threads import FollowLoad
+
+    observers: list[Observer] = [MetricsFile(), FollowLoad(), SampleGrids(), LossPlot(), Checkpoints()]
     if options.progress:
         observers.append(ProgressDisplay())
     if options.eval_every:
