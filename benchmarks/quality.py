@@ -45,6 +45,7 @@ import torch
 
 import ganzoo
 from ganzoo.evaluation import ClassifierRecipe, evaluate, get_classifier
+from ganzoo.variant import data_kind
 
 #: Generator steps per (dataset, variant) and seeds per dataset for the full table.
 #: "*" applies to variants not named; "default" is the variant's own default
@@ -720,6 +721,8 @@ def main(argv: list[str] | None = None) -> int:
     for dataset in datasets:
         n = VECTOR_N if dataset in ("ring", "grid") else n_image
         for variant in variants:
+            if data_kind(ganzoo.get_dataset(dataset).spec) not in ganzoo.get_variant(variant).data_kinds:
+                continue  # e.g. an image-only variant on the 2-D sets
             for seed in range(plan[dataset]["seeds"]):
                 want_floor = not any(t[1] == dataset for t in tasks)  # one floor per dataset
                 tasks.append((variant, dataset, seed, budget(plan, dataset, variant), runs_dir, data_dir, n,

@@ -31,6 +31,7 @@ BUILTIN_PLUGINS = (
     "ganzoo.variants.cgan",
     "ganzoo.variants.lsgan",
     "ganzoo.variants.wgan_gp",
+    "ganzoo.variants.pggan",
     "ganzoo.data.toy",
     "ganzoo.data.digits",
     "ganzoo.data.mnist",

@@ -595,6 +595,12 @@ def check_variant(variant: str | type[Variant], *, hparams: dict[str, Any] | Non
                 checks = _CaseChecks(cls, case, overrides, seed,
                                      root / re.sub(r"[^a-z0-9]+", "-", case.label))
                 label = case.label
+                kind = "image" if len(case.shape) == 3 else "vector"
+                if kind not in cls.data_kinds:
+                    for name in ("build", "train", "sampling", "determinism", "checkpoint", "resume"):
+                        runner.run(f"{label}: {name}", lambda: None, False,
+                                   f"does not apply: the variant trains on {', '.join(cls.data_kinds)} data")
+                    continue
                 built = runner.run(f"{label}: build", checks.build, contract_ok,
                                    "needs the contract check to pass")
                 trained = runner.run(f"{label}: train", checks.train, built, "needs a build")

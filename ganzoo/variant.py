@@ -30,10 +30,12 @@ How other designs fit without touching the trainer:
   generator phase updating ``("G",)`` whose loss adds the adversarial, cycle and
   identity terms, then one phase per critic. The batch holds both domains
   (a dataset whose ``real`` is a pair, or two datasets zipped by a plugin).
-* **A schedule that changes the networks** (progressive growing): ``end_step``
-  receives the :class:`TrainState`; at a resolution switch it grows the
-  modules in ``state.nets`` (add a block, update ``alpha``) and replaces the
-  entries of ``state.optimizers``; ``phases`` may depend on ``state.step``.
+* **A schedule that changes the networks** (progressive growing, ``pggan``):
+  ``build`` makes the blocks of every stage up front, the schedule's position
+  lives in buffers of the nets (checkpointed, copied into EMA copies), and
+  ``end_step`` (which receives the :class:`TrainState`) sets it for the next
+  step and may reset ``state.optimizers``' moments at a stage change; see
+  docs/plugins.md, "Networks that grow during a run".
 * **Training features** (EMA of G, LR schedules, spectral norm, R1,
   packing, DiffAugment, minibatch-stddev, label smoothing): the toolkit
   (:mod:`ganzoo.toolkit`). A variant lists the features it takes in
@@ -144,6 +146,10 @@ class Variant(abc.ABC):
     #: user has not set them (e.g. ``{"standardize": True}``: vector data served at unit
     #: scale). A run's config.json records the options it trained with.
     dataset_defaults: ClassVar[dict[str, Any]] = {}
+    #: The kinds of data it trains on: "vector" (``(D,)``) and/or "image" (``(C, H, W)``). Data of
+    #: another kind is a one-line error when the variant is created, and the conformance kit
+    #: skips those cases (e.g. ``("image",)`` for progressive growing).
+    data_kinds: ClassVar[tuple[str, ...]] = ("vector", "image")
     #: What :meth:`latent` draws: "normal" (the default; ``ganzoo sample --interpolate`` walks
     #: between noise vectors on a great circle) or anything else (a straight line), e.g. "uniform".
     latent_distribution: ClassVar[str] = "normal"
@@ -153,6 +159,11 @@ class Variant(abc.ABC):
             raise GanzooError(
                 f"variant {self.name!r} is conditional and needs labeled data, but the dataset "
                 "has no labels; choose a labeled dataset (e.g. --dataset digits or 8gaussians)"
+            )
+        if spec is not None and data_kind(spec) not in self.data_kinds:
+            raise GanzooError(
+                f"variant {self.name!r} trains on {' or '.join(k + ' data' for k in self.data_kinds)}, "
+                f"but the dataset holds {data_kind(spec)}s of shape {tuple(spec.shape)}; choose another dataset"
             )
         self.spec = spec
         self.hparams = self.resolve_hparams(spec, overrides)
@@ -262,6 +273,11 @@ class Variant(abc.ABC):
     @property
     def steps(self) -> int:
         return int(self.hparams["steps"])
+
+
+def data_kind(spec: DataSpec) -> str:
+    """"image" for (C, H, W) data, "vector" for (D,): what :attr:`Variant.data_kinds` lists."""
+    return "image" if spec.is_image else "vector"
 
 
 def parse_hparam_text(text: str) -> Any:

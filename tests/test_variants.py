@@ -26,7 +26,11 @@ def _changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> bool:
 
 
 def run_steps(variant_name: str, dataset, steps: int = 2, tmp_path=None, **hparams):
-    """Build, take ``steps`` generator steps, return (variant, state, stats, initial params)."""
+    """Build, take ``steps`` generator steps, return (variant, state, stats, initial params).
+
+    ``hparams`` the variant does not have (``g_width`` for a variant with nets of its own) are dropped."""
+    known = ganzoo.get_variant(variant_name).known_hparams()
+    hparams = {k: v for k, v in hparams.items() if k in known}
     variant = ganzoo.create_variant(variant_name, dataset.spec, batch_size=8, **hparams)
     trainer = Trainer(variant, dataset, tmp_path, TrainOptions(device="cpu", progress=False))
     state = trainer.setup()
@@ -62,7 +66,7 @@ def check_sampling(variant, state, spec, n=6):
         assert out.min() >= -1.0 and out.max() <= 1.0
 
 
-@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("name", [n for n in VARIANTS if "vector" in ganzoo.get_variant(n).data_kinds])
 def test_trains_on_toy_data(name, tmp_path):
     dataset = ganzoo.create_dataset("8gaussians", seed=0)
     variant, state, stats, before = run_steps(name, dataset, tmp_path=tmp_path)
