@@ -21,6 +21,17 @@ Runs live in ``--runs-dir`` (default ``runs/quality``; ``runs/quality-quick``
 with ``--quick``); a run whose ``quality.json`` exists is reused, so an
 interrupted rebuild continues where it stopped (``--fresh`` starts over).
 
+A full rebuild takes longer than one working session, so every finished run
+is also kept in a ledger committed with the docs, ``OUT/results/runs/NAME/``:
+its ``quality.json`` (the evaluation, its date, times and machine),
+``config.json`` and, for seed 0, its final grids. A later invocation on a
+clean checkout restores the ledger's runs into the runs directory and reuses
+them under the same rules (same hyperparameters, dataset options, steps and
+sample count; anything else retrains), so the table is built from runs made
+across sessions; results.md says how many were reused and each run's record
+keeps its own date. ``--save-ledger`` copies the finished runs of the runs
+directory into the ledger and exits (for runs an older copy of this script made).
+
 Budgets are chosen so the full rebuild fits in about 2.5 hours on 2 CPU cores (issue 14);
 they are below the papers' budgets, and results.md says so.
 """
@@ -155,7 +166,9 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _announce(record: dict[str, Any]) -> None:
+def _announce(record: dict[str, Any], ledger: Path | None = None) -> None:
+    if ledger is not None and not record.get("reused") and record.get("run_dir"):
+        save_to_ledger(Path(record["run_dir"]), ledger)
     shown = {k: round(v, 4) for k, v in record["metrics"].items() if isinstance(v, (int, float))}
     print(json.dumps({"dataset": record["dataset"], "variant": record["variant"], "seed": record["train_seed"],
                       "steps": record["step"], "train_s": record.get("train_seconds"),
@@ -191,6 +204,48 @@ def _same_hparams(run_dir: Path, variant: str, dataset: str, steps: int,
     return json.loads(json.dumps(wanted)) == saved
 
 
+#: What the ledger keeps of a finished run (paths inside the run directory); grids for seed 0 only.
+LEDGER_FILES = ("quality.json", "config.json")
+LEDGER_GRIDS = ("samples/final.png", "samples/final-no-ema.png")
+
+
+def save_to_ledger(run_dir: Path, ledger: Path) -> bool:
+    """Copy a finished run's record, config and (seed 0) grids into ``ledger/NAME``; False when unfinished.
+
+    The trained G's grid of an EMA run is drawn first, from the run's checkpoint, while it exists."""
+    done = run_dir / "quality.json"
+    if not done.exists():
+        return False
+    record = json.loads(done.read_text())
+    target = ledger / run_dir.name
+    target.mkdir(parents=True, exist_ok=True)
+    files = list(LEDGER_FILES)
+    if record.get("train_seed") == 0:
+        no_ema = run_dir / "samples" / "final-no-ema.png"
+        if "no_ema_metrics" in record and not no_ema.exists():
+            save_no_ema_grid(run_dir, no_ema)
+        files += [g for g in LEDGER_GRIDS if (run_dir / g).exists()]
+    for name in files:
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run_dir / name, target / name)
+    return True
+
+
+def restore_from_ledger(ledger: Path, runs_dir: Path) -> int:
+    """Copy the ledger's runs into ``runs_dir`` where that has no finished run of the name; returns how many."""
+    restored = 0
+    for entry in sorted(ledger.glob("*/quality.json")):
+        run_dir = runs_dir / entry.parent.name
+        if (run_dir / "quality.json").exists():
+            continue
+        for name in (*LEDGER_FILES, *LEDGER_GRIDS):
+            if (entry.parent / name).exists():
+                (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(entry.parent / name, run_dir / name)
+        restored += 1
+    return restored
+
+
 def run_one(variant: str, dataset: str, seed: int, steps: int, runs_dir: Path, data_dir: Path | None,
             n: int, floor: bool, fresh: bool, recipe: ClassifierRecipe | None = None,
             hparams: dict[str, Any] | None = None, name: str | None = None,
@@ -209,7 +264,7 @@ def run_one(variant: str, dataset: str, seed: int, steps: int, runs_dir: Path, d
         if (record.get("step") == steps and record.get("n") == n and ("floor" in record or not floor)
                 and _same_hparams(run_dir, variant, dataset, steps, hparams)
                 and _same_dataset_options(run_dir, variant, dataset, dataset_options)):
-            return record | {"reused": True}
+            return record | {"reused": True, "run_dir": str(run_dir)}
     if run_dir.exists():
         shutil.rmtree(run_dir)
     options = ganzoo.TrainOptions(device="cpu", seed=seed, sample_every=0, ckpt_every=0, log_every=100,
@@ -230,6 +285,7 @@ def run_one(variant: str, dataset: str, seed: int, steps: int, runs_dir: Path, d
     record["train_seconds"] = round(train_seconds, 1)
     record["train_cpu_seconds"] = round(train_cpu_seconds, 1)  # unaffected by other jobs and pauses
     record["train_seed"] = seed
+    record["run_dir"] = str(run_dir)
     record["threads"] = torch.get_num_threads()
     if extra_options:
         record["dataset_options"] = extra_options
@@ -619,20 +675,21 @@ def save_no_ema_grid(run_dir: Path, out: Path) -> None:
         raise RuntimeError(f"could not sample {run_dir} without EMA")
 
 
-def run_pool(tasks: list[tuple], jobs: int, threads: int | None) -> list[dict]:
-    """run_one over ``tasks`` (tuples of its arguments), ``jobs`` processes at once; records in task order."""
+def run_pool(tasks: list[tuple], jobs: int, threads: int | None, ledger: Path | None = None) -> list[dict]:
+    """run_one over ``tasks`` (tuples of its arguments), ``jobs`` processes at once; records in task order.
+    Each run is put in the ``ledger`` as soon as it finishes."""
     if jobs > 1:
         context = multiprocessing.get_context("spawn")  # no fork of a process with OpenMP threads
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init,
                                  initargs=(threads or 1,)) as pool:
             futures = [pool.submit(run_one, *task) for task in tasks]
             for future in as_completed(futures):
-                _announce(future.result())
+                _announce(future.result(), ledger)
             return [future.result() for future in futures]
     records = []
     for task in tasks:
         records.append(run_one(*task))
-        _announce(records[-1])
+        _announce(records[-1], ledger)
     return records
 
 
@@ -687,6 +744,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="PacGAN Table 1 (GAN, PacGAN2-4 on ring and grid) with the paper's toy nets, "
                              "into OUT/pacgan.md")
     parser.add_argument("--steps", type=int, help=f"with --pacgan: generator steps per run (default {PACGAN_STEPS})")
+    parser.add_argument("--ledger", type=Path,
+                        help="the ledger of finished runs (default OUT/results/runs; none with --quick)")
+    parser.add_argument("--save-ledger", action="store_true",
+                        help="copy the runs directory's finished runs into the ledger and exit")
+    parser.add_argument("--no-ledger", action="store_true", help="neither restore runs from the ledger nor add to it")
     args = parser.parse_args(argv)
     threads = args.threads or (1 if args.jobs > 1 else None)
     if threads:
@@ -710,6 +772,17 @@ def main(argv: list[str] | None = None) -> int:
     grids = args.out / "results"
     grids.mkdir(parents=True, exist_ok=True)
     data_dir = args.data_dir.resolve() if args.data_dir else None
+    ledger = None if args.no_ledger else args.ledger or (None if args.quick else grids / "runs")
+    if args.save_ledger:
+        if ledger is None:
+            parser.error("--save-ledger has no ledger with --quick or --no-ledger")
+        saved = sum(save_to_ledger(run_dir, ledger) for run_dir in sorted(runs_dir.glob("*/")))
+        print(f"{saved} finished run(s) of {runs_dir} in {ledger}", file=sys.stderr)
+        return 0
+    if ledger is not None and not args.fresh:
+        restored = restore_from_ledger(ledger, runs_dir)
+        if restored:
+            print(f"{restored} run(s) restored from {ledger} (reused where their settings match)", file=sys.stderr)
 
     start = time.perf_counter()
     # The feature classifiers first (cached), so parallel jobs never train the same one twice.
@@ -731,7 +804,7 @@ def main(argv: list[str] | None = None) -> int:
     estimate = sum(estimated_seconds(t[1], t[0], t[3]) for t in tasks) / max(1, args.jobs)
     print(f"{len(tasks)} runs, estimated {estimate / 60:.0f} min with {args.jobs} job(s) on 2 CPU cores "
           "(measured at a load average of about 3; longer on a busier machine)", file=sys.stderr, flush=True)
-    records = run_pool(tasks, args.jobs, threads)
+    records = run_pool(tasks, args.jobs, threads, ledger)
 
     results: dict[tuple[str, str], list[dict]] = {}
     floors: dict[str, dict] = {}
@@ -747,7 +820,10 @@ def main(argv: list[str] | None = None) -> int:
         if seed == 0 and final.exists():
             shutil.copy(final, grids / f"{variant}-{dataset}.png")  # the EMA generator's, when the run has one
             if "no_ema_metrics" in record:
-                save_no_ema_grid(final.parent.parent, grids / f"{variant}-{dataset}-no-ema.png")
+                no_ema = final.parent / "final-no-ema.png"  # drawn when the run entered the ledger
+                if not no_ema.exists():
+                    save_no_ema_grid(final.parent.parent, no_ema)
+                shutil.copy(no_ema, grids / f"{variant}-{dataset}-no-ema.png")
     total = time.perf_counter() - start
     command = "python benchmarks/quality.py" + (" --quick" if args.quick else "") + \
         (f" --data-dir {args.data_dir}" if args.data_dir else "")

@@ -107,3 +107,26 @@ def test_a_changed_dataset_default_retrains_the_run(tmp_path, quality):
     assert quality._same_dataset_options(run, "wgan-gp", "grid", None)
     assert quality._same_dataset_options(run, "wgan-gp", "grid", {"standardize": True})
     assert not quality._same_dataset_options(run, "wgan-gp", "grid", {"standardize": False})
+
+
+def test_the_ledger_carries_finished_runs_to_a_clean_checkout(tmp_path, quality, capsys):
+    ledger = tmp_path / "ledger"
+    args = ["--quick", "--datasets", "ring", "--variants", "vanilla", "--jobs", "1", "--ledger", str(ledger),
+            "--out", str(tmp_path / "docs")]
+    assert quality.main([*args, "--runs-dir", str(tmp_path / "runs")]) == 0
+    entry = ledger / "vanilla-ring-s0"
+    assert {p.name for p in entry.iterdir()} == {"quality.json", "config.json", "samples"}
+    assert (entry / "samples" / "final.png").stat().st_size > 0
+    first = json.loads((entry / "quality.json").read_text())
+    capsys.readouterr()
+    # Another runs directory (a clean checkout): restored from the ledger and reused, not retrained.
+    assert quality.main([*args, "--runs-dir", str(tmp_path / "clean")]) == 0
+    out = capsys.readouterr()
+    records = [json.loads(line) for line in out.out.splitlines() if line.startswith("{")]
+    assert [r["reused"] for r in records] == [True] and "1 run(s) restored" in out.err
+    assert json.loads((tmp_path / "clean" / "vanilla-ring-s0" / "quality.json").read_text()) == first
+    # --save-ledger files the runs of a runs directory (e.g. made by an older copy of the script).
+    other = tmp_path / "other-ledger"
+    assert quality.main([*args[:-2], "--ledger", str(other), "--out", str(tmp_path / "docs"),
+                         "--runs-dir", str(tmp_path / "runs"), "--save-ledger"]) == 0
+    assert (other / "vanilla-ring-s0" / "quality.json").exists()
