@@ -198,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=_positive_int, default=8, help="rows of a walk (default 8)")
     p.add_argument("--gif", action="store_true",
                    help="write the walk as an animated GIF (one frame per point; K defaults to 16)")
+    p.add_argument("--stage", type=_positive_int, metavar="N",
+                   help="the stage to draw from, for staged variants (stackgan: 1 = Stage-I, 2 = Stage-II, "
+                        "the default once trained)")
     add_threads_option(p)
     p.set_defaults(handler=cmd_sample)
 
@@ -328,12 +331,13 @@ def _run_dir_of(path: str) -> Path:
 
 
 def sample_file_name(seed: int, *, label: int | None = None, no_ema: bool = False,
-                     interpolate: int | None = None, gif: bool = False) -> str:
+                     interpolate: int | None = None, gif: bool = False, options: dict | None = None) -> str:
     """The default file of a ``ganzoo sample`` mode: each mode its own name, so none overwrites another."""
     stem = f"interpolate{interpolate}" if interpolate else "sample"
     parts = [stem, f"seed{seed}"]
     if label is not None:
         parts.append(f"label{label}")
+    parts += [f"{key}{value}" for key, value in sorted((options or {}).items())]
     if no_ema:
         parts.append("no-ema")
     return "-".join(parts) + (".gif" if gif else ".png")
@@ -342,7 +346,8 @@ def sample_file_name(seed: int, *, label: int | None = None, no_ema: bool = Fals
 def cmd_sample(args) -> int:
     from .plotting import save_image_grid, save_scatter_plot
     from .registry import create_dataset
-    from .sampling import check_interpolation_steps, interpolate, load_generator, sample, save_gif
+    from .sampling import (check_interpolation_steps, check_sampling_options, interpolate, load_generator, sample,
+                           save_gif)
     from .trainer import resolve_device
 
     steps = args.interpolate
@@ -353,14 +358,16 @@ def cmd_sample(args) -> int:
     if args.out is not None and args.out.suffix.lower() != (".gif" if args.gif else ".png"):
         raise GanzooError(f"--out must end in {'.gif' if args.gif else '.png'}"
                           f"{' with --gif' if args.gif else ' (or add --gif for an animation)'}, got {args.out}")
+    options = {"stage": args.stage} if args.stage is not None else {}
     loaded = load_generator(args.path, resolve_device(args.device), ema=not args.no_ema)
+    check_sampling_options(loaded.variant, options)
     # An EMA run sampled from G itself gets its own file, so the two never overwrite each other.
     name = sample_file_name(args.seed, label=args.label, no_ema=args.no_ema and loaded.has_ema,
-                            interpolate=steps, gif=args.gif)
+                            interpolate=steps, gif=args.gif, options=options)
     out = args.out or _run_dir_of(args.path) / "samples" / name
     try:
         if steps is not None:
-            walk = interpolate(loaded, steps, rows=args.rows, label=args.label, seed=args.seed)
+            walk = interpolate(loaded, steps, rows=args.rows, label=args.label, seed=args.seed, options=options)
             if args.gif:
                 frames = walk.view(args.rows, steps, *walk.shape[1:]).transpose(0, 1)  # (steps, rows, ...)
                 save_gif(list(frames), out, nrow=int(math.ceil(math.sqrt(args.rows))))
@@ -368,7 +375,7 @@ def cmd_sample(args) -> int:
                 save_image_grid(walk, out, nrow=steps)
             what = f"a {args.rows} x {steps} latent walk" + (" (GIF)" if args.gif else "")
         else:
-            images = sample(loaded, n=args.n, label=args.label, seed=args.seed)
+            images = sample(loaded, n=args.n, label=args.label, seed=args.seed, options=options)
             if loaded.spec.is_image:
                 nrow = loaded.spec.num_classes if (loaded.variant.conditional and args.label is None
                                                     and args.n % loaded.spec.num_classes == 0) else None

@@ -288,3 +288,26 @@ class ConvDiscriminator(nn.Module):
         if e is not None:
             x = torch.cat([x, e.view(x.shape[0], 1, self.side, self.side)], dim=1)
         return self.head(self.body(x).flatten(1)).squeeze(1)
+
+
+# -- image sides for nets that work at powers of two (pggan, stackgan) --------------------------
+def power_of_two_side(height: int, width: int, least: int = 4) -> int:
+    """The smallest power of two >= both sides (and >= ``least``): 28 -> 32, 32 -> 32, 48 -> 64."""
+    side = max(height, width, least)
+    return 1 << (side - 1).bit_length()
+
+
+def pad_to_side(images: torch.Tensor, side: int) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, side, side), centred, padded with the edge pixels (a black
+    background stays black; no hard border appears for the critic to key on)."""
+    height, width = images.shape[-2:]
+    if (height, width) == (side, side):
+        return images
+    top, left = (side - height) // 2, (side - width) // 2
+    return nn.functional.pad(images, (left, side - width - left, top, side - height - top), mode="replicate")
+
+
+def center_crop(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(N, C, S, S) -> (N, C, height, width), the inverse of :func:`pad_to_side`'s placement."""
+    top, left = (images.shape[-2] - height) // 2, (images.shape[-1] - width) // 2
+    return images[..., top:top + height, left:left + width]

@@ -32,6 +32,7 @@ BUILTIN_PLUGINS = (
     "ganzoo.variants.lsgan",
     "ganzoo.variants.wgan_gp",
     "ganzoo.variants.pggan",
+    "ganzoo.variants.stackgan",
     "ganzoo.data.toy",
     "ganzoo.data.digits",
     "ganzoo.data.mnist",

@@ -56,23 +56,37 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", ema: bo
     return LoadedGenerator(variant, sampled, spec, config, int(payload["step"]), nets, sampled is not nets)
 
 
+def check_sampling_options(variant: Variant, options: dict | None) -> dict:
+    """``options`` when the variant lists each in ``sampling_options``, else a one-line error."""
+    options = dict(options or {})
+    for key in options:
+        if key not in variant.sampling_options:
+            offered = ", ".join(f"--{k}" for k in variant.sampling_options) or "none"
+            raise GanzooError(f"variant {variant.name!r} has no sampling option --{key} (its options: {offered})")
+    return options
+
+
 def sample(path: str | Path | LoadedGenerator, n: int = 64, label: int | None = None,
-           seed: int = 0, device: str | torch.device = "cpu", ema: bool = True) -> torch.Tensor:
+           seed: int = 0, device: str | torch.device = "cpu", ema: bool = True,
+           options: dict | None = None) -> torch.Tensor:
     """n samples (n, *shape) from a trained run; images in [-1, 1], vectors in the data's own units.
 
     label: for conditional variants, draw every sample for this class (default:
     cycle through the classes); an error for unconditional variants.
     ema: from the EMA generator when the run has one (else from G).
+    options: keyword options for ``generate`` that the variant lists in
+    ``sampling_options`` (e.g. ``{"stage": 1}`` for stackgan).
     """
     if n <= 0:
         raise GanzooError(f"--n must be positive, got {n}")
     loaded = path if isinstance(path, LoadedGenerator) else load_generator(path, device, ema=ema)
     variant, spec = loaded.variant, loaded.spec
+    options = check_sampling_options(variant, options)
     device = next(loaded.nets.parameters()).device
     labels = _labels(loaded, n, label, device)
     torch.manual_seed(seed)
     with torch.no_grad():
-        return spec.to_data_units(variant.generate(loaded.nets, variant.latent(n, device), labels))
+        return spec.to_data_units(variant.generate(loaded.nets, variant.latent(n, device), labels, **options))
 
 
 #: Largest --interpolate (points per row): beyond it a grid is no longer readable.
@@ -101,7 +115,7 @@ def check_interpolation_steps(steps: int) -> None:
 
 
 def interpolate(loaded: LoadedGenerator, steps: int, rows: int = 8, label: int | None = None,
-                seed: int = 0) -> torch.Tensor:
+                seed: int = 0, options: dict | None = None) -> torch.Tensor:
     """A latent walk: ``rows`` pairs of noise endpoints, ``steps`` points from one to the other
     (spherical for Gaussian noise, ``Variant.latent_distribution == "normal"``; linear otherwise).
 
@@ -110,6 +124,7 @@ def interpolate(loaded: LoadedGenerator, steps: int, rows: int = 8, label: int |
     row (``label``, else row r draws class r mod classes).
     """
     variant, spec = loaded.variant, loaded.spec
+    options = check_sampling_options(variant, options)
     if not spec.is_image:
         raise GanzooError("--interpolate draws image grids; this run's data is not images")
     check_interpolation_steps(steps)
@@ -127,7 +142,7 @@ def interpolate(loaded: LoadedGenerator, steps: int, rows: int = 8, label: int |
     z = path.reshape(rows * steps, *start.shape[1:])
     walk_labels = labels.repeat_interleave(steps) if labels is not None else None
     with torch.no_grad():
-        return spec.to_data_units(variant.generate(loaded.nets, z, walk_labels))
+        return spec.to_data_units(variant.generate(loaded.nets, z, walk_labels, **options))
 
 
 def _labels(loaded: LoadedGenerator, n: int, label: int | None, device) -> torch.Tensor | None:

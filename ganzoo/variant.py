@@ -150,6 +150,10 @@ class Variant(abc.ABC):
     #: another kind is a one-line error when the variant is created, and the conformance kit
     #: skips those cases (e.g. ``("image",)`` for progressive growing).
     data_kinds: ClassVar[tuple[str, ...]] = ("vector", "image")
+    #: Keyword options :meth:`generate` takes when sampling, by name, with a one-line description:
+    #: ``ganzoo sample --stage N`` passes ``stage=N`` (stackgan's stages). Training and the grids
+    #: never pass one; asking a variant for an option it does not list is a one-line error.
+    sampling_options: ClassVar[dict[str, str]] = {}
     #: What :meth:`latent` draws: "normal" (the default; ``ganzoo sample --interpolate`` walks
     #: between noise vectors on a great circle) or anything else (a straight line), e.g. "uniform".
     latent_distribution: ClassVar[str] = "normal"

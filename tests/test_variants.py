@@ -47,7 +47,10 @@ def check_training(variant, state, stats, before):
         for v in values:
             assert math.isfinite(float(v)), f"{name} is not finite"
     assert any(name.endswith("/loss") for name in stats)
-    trained = {n for opt in state.optimizers.values()
+    # The nets of the optimisers that the phases of the steps taken updated (a staged variant
+    # such as stackgan trains its Stage-II nets only after stage 1).
+    stepped = {key for step in range(state.step) for phase in variant.phases(step) for key in phase.updates}
+    trained = {n for key, opt in state.optimizers.items() if key in stepped
                for n, net in state.nets.items()
                if any(p is q for g in opt.param_groups for p in g["params"] for q in net.parameters())}
     assert {"G", "D"} <= set(state.nets) or trained, "variant has no trained networks"

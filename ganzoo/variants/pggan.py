@@ -58,7 +58,7 @@ from torch import nn
 from ..data.base import Batch, DataSpec
 from ..errors import GanzooError
 from ..hookspecs import hookimpl
-from ..nets import MinibatchStdDev
+from ..nets import MinibatchStdDev, center_crop, pad_to_side, power_of_two_side
 from ..ops import gradient_penalty
 from ..variant import Phase, TrainState, Variant
 
@@ -247,8 +247,7 @@ class PGGAN(Variant):
     def _sizes(self, spec: DataSpec) -> tuple[int, int]:
         """(levels above 4x4, the square side trained at): the data's side rounded up to a power of two."""
         _, height, width = spec.shape
-        side = max(height, width, BASE_RESOLUTION)
-        full = 1 << (side - 1).bit_length()
+        full = power_of_two_side(height, width, BASE_RESOLUTION)
         if full > 1024:
             raise GanzooError(f"pggan grows up to 1024 px; this data is {height}x{width}")
         return int(math.log2(full // BASE_RESOLUTION)), full
@@ -293,7 +292,7 @@ class PGGAN(Variant):
         image = nets["G"](z)
         _, full = self._sizes(self.spec)
         image = F.interpolate(image, size=(full, full), mode="nearest") if image.shape[-1] != full else image
-        return self._crop(image).clamp(-1.0, 1.0)
+        return center_crop(image, *self.spec.shape[1:]).clamp(-1.0, 1.0)
 
     def end_step(self, state: TrainState) -> None:
         level, alpha = self.growth(state.step)
@@ -304,25 +303,10 @@ class PGGAN(Variant):
                 optimizer.state.clear()
 
     # -- losses ---------------------------------------------------------------------------------
-    def _pad(self, images: torch.Tensor) -> torch.Tensor:
-        """Data-sized images (N, C, H, W) -> the trained square side, padded with their edge pixels."""
-        _, full = self._sizes(self.spec)
-        height, width = images.shape[-2:]
-        if (height, width) == (full, full):
-            return images
-        top, left = (full - height) // 2, (full - width) // 2
-        return F.pad(images, (left, full - width - left, top, full - height - top), mode="replicate")
-
-    def _crop(self, images: torch.Tensor) -> torch.Tensor:
-        _, height, width = self.spec.shape
-        full = images.shape[-1]
-        top, left = (full - height) // 2, (full - width) // 2
-        return images[..., top:top + height, left:left + width]
-
     def real_at(self, real: torch.Tensor, level: int, alpha: float) -> torch.Tensor:
         """Real images (N, C, H, W) at the resolution of ``level``, blended as the generator's are
         during a fade-in: lerp(upsampled lower resolution, this resolution, alpha)."""
-        x = self._pad(real)
+        x = pad_to_side(real, self._sizes(self.spec)[1])
         for _ in range(self.levels - level):
             x = downsample(x)
         if level > 0 and alpha < 1.0:

@@ -1,0 +1,105 @@
+"""stackgan (ganzoo/variants/stackgan.py): the staged schedule, Stage-I frozen in stage 2, the
+conformance kit in both stages, sampling by stage, and its errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ganzoo
+from ganzoo.cli import main
+from ganzoo.testing import check_variant
+from ganzoo.trainer import Trainer, TrainOptions
+from ganzoo.variants.stackgan import StackGAN, kl_to_standard_normal
+
+SMALL = {"batch_size": 8, "g_width": 8, "d_width": 8, "embed_dim": 8, "c_dim": 4, "nz": 8}
+
+
+def test_stage_one_by_default_for_half_the_steps_and_refuses_an_empty_stage():
+    spec = ganzoo.get_dataset("digits").spec
+    assert ganzoo.create_variant("stackgan", spec, steps=10).hparams["stage1_steps"] == 5
+    variant = ganzoo.create_variant("stackgan", spec, steps=10, stage1_steps=3)
+    assert [variant.stage_of(s) for s in (0, 2, 3, 9)] == [1, 1, 2, 2]
+    for bad in ({"steps": 10, "stage1_steps": 10}, {"steps": 1}):
+        with pytest.raises(ganzoo.GanzooError, match="stage1_steps must be between 1 and steps - 1"):
+            ganzoo.create_variant("stackgan", spec, **bad)
+
+
+def test_kl_term_is_zero_for_the_prior_and_positive_elsewhere():
+    zeros = torch.zeros(4, 3)
+    assert kl_to_standard_normal(zeros, zeros).item() == 0.0
+    assert kl_to_standard_normal(torch.ones(4, 3), zeros).item() == pytest.approx(1.5)
+
+
+def test_wrong_labels_always_differ():
+    labels = torch.arange(10).repeat(20)
+    assert (StackGAN.wrong_labels(labels, 10) != labels).all()
+
+
+def test_stage_two_leaves_stage_one_untouched(tmp_path):
+    dataset = ganzoo.create_dataset("digits", seed=0)
+    variant = ganzoo.create_variant("stackgan", dataset.spec, steps=4, stage1_steps=2, **SMALL)
+    trainer = Trainer(variant, dataset, tmp_path, TrainOptions(device="cpu", progress=False))
+    state = trainer.setup()
+    for _ in range(2):
+        trainer.train_step(state)
+    assert int(state.nets["progress"].stage) == 2
+    stage_one = {k: v.clone() for k, v in state.nets["G1"].state_dict().items()}
+    stage_two = {k: v.clone() for k, v in state.nets["G2"].state_dict().items()}
+    stats = {}
+    for _ in range(2):
+        stats = trainer.train_step(state)
+    assert set(stats) >= {"D2/loss", "G2/loss", "G2/kl", "D2/wrong"}
+    # Weights and BatchNorm statistics of Stage-I as stage 1 left them; Stage-II trained.
+    assert all(torch.equal(stage_one[k], v) for k, v in state.nets["G1"].state_dict().items())
+    assert any(not torch.equal(stage_two[k], v) for k, v in state.nets["G2"].state_dict().items())
+
+
+@pytest.mark.parametrize("steps", [2, 3], ids=["stopped-at-the-stage-switch", "stopped-in-stage-2"])
+def test_conformance_in_both_stages(steps):
+    report = check_variant("stackgan", hparams={"stage1_steps": 1, "embed_dim": 8, "c_dim": 4}, steps=steps,
+                           toolkit=False)
+    assert report.ok, report.format()
+
+
+def test_stage_two_before_it_trained_is_a_one_line_error(tmp_path, capsys):
+    run = tmp_path / "run"
+    sets = ["--set", *(f"{k}={v}" for k, v in SMALL.items() if k != "batch_size"), "stage1_steps=3"]
+    assert main(["train", "stackgan", "--dataset", "digits", "--steps", "4", "--batch-size", "8",
+                 "--out", str(run), "--quiet", "--ckpt-every", "1", "--keep", "0", *sets]) == 0
+    capsys.readouterr()
+    in_stage_one = run / "checkpoints" / "step-0000002.pt"
+    out = tmp_path / "stage2.png"
+    assert main(["sample", str(in_stage_one), "--stage", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "stage 2 has not been trained yet" in err[0]
+    assert not out.exists()
+    assert main(["sample", str(in_stage_one), "--out", str(out)]) == 0  # Stage-I images, the stage reached
+
+
+def test_stage_two_samples_and_stage_one_on_request(tmp_path, capsys):
+    run = tmp_path / "run"
+    sets = ["--set", *(f"{k}={v}" for k, v in SMALL.items() if k != "batch_size"), "stage1_steps=1"]
+    assert main(["train", "stackgan", "--dataset", "digits", "--steps", "2", "--batch-size", "8",
+                 "--out", str(run), "--quiet", *sets]) == 0
+    assert main(["sample", str(run), "--label", "3", "--n", "4"]) == 0
+    assert main(["sample", str(run), "--label", "3", "--n", "4", "--stage", "1"]) == 0
+    assert (run / "samples" / "sample-seed0-label3.png").exists()
+    assert (run / "samples" / "sample-seed0-label3-stage1.png").exists()
+    assert main(["sample", str(run), "--stage", "3"]) == 2
+    assert "--stage must be 1 or 2" in capsys.readouterr().err
+
+
+def test_stage_on_a_variant_without_stages_is_a_one_line_error(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "vanilla", "--dataset", "ring", "--steps", "1", "--out", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["sample", str(run), "--stage", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has no sampling option --stage" in err[0]
+
+
+def test_needs_labeled_image_data():
+    with pytest.raises(ganzoo.GanzooError, match="needs labeled data"):
+        ganzoo.create_variant("stackgan", ganzoo.get_dataset("swissroll").spec)
+    with pytest.raises(ganzoo.GanzooError, match="trains on image data"):
+        ganzoo.create_variant("stackgan", ganzoo.get_dataset("8gaussians").spec)
