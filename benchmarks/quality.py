@@ -79,7 +79,9 @@ IMAGE_EMA_RAMPUP = 0.05  # stylegan2-ada's ramp-up: short runs forget G's random
 #: order the runs (longest first) and to print an estimate of the duration.
 COST_PER_STEP = {("vector", "wgan-gp"): 0.28, ("vector", "*"): 0.04,
                  ("image", "wgan-gp"): 0.20, ("image", "dcgan"): 0.17,  # dcgan: batch 128
-                 ("image", "vanilla"): 0.005, ("image", "*"): 0.11}
+                 ("image", "vanilla"): 0.005, ("image", "*"): 0.11,
+                 # From per-resolution / per-stage timings beside two jobs, not yet from full runs:
+                 ("image", "pggan"): 0.35, ("image", "stackgan"): 0.12}
 EVAL_SECONDS = {"vector": 2, "image": 45}
 #: --quick: tiny budgets, one seed (checks the script, not the variants).
 QUICK_PLAN: dict[str, dict[str, Any]] = {
@@ -794,8 +796,9 @@ def main(argv: list[str] | None = None) -> int:
     for dataset in datasets:
         n = VECTOR_N if dataset in ("ring", "grid") else n_image
         for variant in variants:
-            if data_kind(ganzoo.get_dataset(dataset).spec) not in ganzoo.get_variant(variant).data_kinds:
-                continue  # e.g. an image-only variant on the 2-D sets
+            cls = ganzoo.get_variant(variant)
+            if data_kind(ganzoo.get_dataset(dataset).spec) not in cls.data_kinds or cls.domains != 1:
+                continue  # an image-only variant on the 2-D sets; translation models (cyclegan) need pairs
             for seed in range(plan[dataset]["seeds"]):
                 want_floor = not any(t[1] == dataset for t in tasks)  # one floor per dataset
                 tasks.append((variant, dataset, seed, budget(plan, dataset, variant), runs_dir, data_dir, n,

@@ -32,7 +32,8 @@ EPILOG_TRAIN = """examples:
 
 #: Modules that define further commands: each has ``add_command(subparsers,
 #: parser_class)``, which adds its parser and sets ``handler=fn(args) -> int``.
-COMMAND_MODULES: list[str] = ["ganzoo.plugins_cli", "ganzoo.check_cli", "ganzoo.evaluation.cli", "ganzoo.ops_cli"]
+COMMAND_MODULES: list[str] = ["ganzoo.plugins_cli", "ganzoo.check_cli", "ganzoo.evaluation.cli", "ganzoo.ops_cli",
+                               "ganzoo.translate_cli"]
 
 
 class _Parser(argparse.ArgumentParser):

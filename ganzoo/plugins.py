@@ -33,11 +33,13 @@ BUILTIN_PLUGINS = (
     "ganzoo.variants.wgan_gp",
     "ganzoo.variants.pggan",
     "ganzoo.variants.stackgan",
+    "ganzoo.variants.cyclegan",
     "ganzoo.data.toy",
     "ganzoo.data.digits",
     "ganzoo.data.mnist",
     "ganzoo.data.cifar",
     "ganzoo.data.folder",
+    "ganzoo.data.pair",
     "ganzoo.loggers.tensorboard",
 )
 

@@ -24,7 +24,8 @@ from .errors import GanzooError
 from .io import atomic_write, check_writable_dir
 from .precision import check_precision
 from .progress import silenced
-from .registry import VARIANTS, create_dataset, create_variant, dataset_option_names, split_dataset_name
+from .registry import (VARIANTS, create_dataset, create_variant, dataset_option_names, get_dataset,
+                       split_dataset_name)
 from .runlock import LOCK_NAME, RunLock
 from .trainer import Interrupted, RunResult, Trainer, TrainOptions, cuda_available, resolve_device
 from .variant import PRESET_KEY, Variant, coerce_hparam
@@ -118,10 +119,9 @@ def _write_config(run_dir: Path, config: dict[str, Any]) -> None:
     atomic_write(run_dir / "config.json", lambda h: h.write((json.dumps(config, indent=2) + "\n").encode()))
 
 
-def _stored_options(dataset_options: dict[str, Any]) -> dict[str, Any]:
+def _stored_options(dataset_name: str, dataset_options: dict[str, Any]) -> dict[str, Any]:
     """Dataset options as config.json keeps them (absolute paths, so a resume works from anywhere)."""
-    return {k: str(Path(v).expanduser().resolve()) if k == "data_dir" else v
-            for k, v in dataset_options.items()}
+    return get_dataset(dataset_name).stored_options(dataset_options)
 
 
 def _progress_as_options_say(function):
@@ -183,7 +183,7 @@ def train(variant: str, dataset: str | None = None, *, out: str | Path | None = 
         "variant_plugin": VARIANTS.entry(variant).plugin,
         "dataset": dataset_name,
         "data": data.spec.to_dict(),
-        "dataset_options": _stored_options(dataset_options),
+        "dataset_options": _stored_options(dataset_name, dataset_options),
         "hparams": model.hparams,
         "seed": options.seed,
         "device": str(device),
@@ -311,7 +311,8 @@ def resume(path: str | Path, *, variant: str | None = None, dataset: str | None 
         fixed.append(f"variant {saved['variant']!r} -> {variant!r}")
     if dataset is not None and dataset != saved["dataset"]:
         fixed.append(f"dataset {saved['dataset']!r} -> {dataset!r}")
-    wanted_options = _stored_options({k: v for k, v in (dataset_options or {}).items() if v is not None})
+    wanted_options = _stored_options(split_dataset_name(saved["dataset"])[0],
+                                     {k: v for k, v in (dataset_options or {}).items() if v is not None})
     for key, value in wanted_options.items():
         if saved.get("dataset_options", {}).get(key) != value:
             fixed.append(f"--{key.replace('_', '-')} {saved.get('dataset_options', {}).get(key)!r} -> {value!r}")

@@ -121,6 +121,17 @@ def tiny_dataset(shape: tuple[int, ...], classes: int | None = 3, count: int = 4
     return TinyData(seed=seed)
 
 
+def tiny_data_for(cls: type[Variant], shape: tuple[int, ...], classes: int | None, seed: int = 0):
+    """:func:`tiny_dataset` for a variant: two of them as domains A and B for a translation model
+    (``cls.domains == 2``; ganzoo.data.pair), else one."""
+    if getattr(cls, "domains", 1) == 2 and len(shape) == 3:  # two-domain datasets hold images
+        from .data.pair import TwoDomains
+
+        return TwoDomains(tiny_dataset(shape, classes, seed=seed), tiny_dataset(shape, classes, seed=seed + 1),
+                          seed=seed)
+    return tiny_dataset(shape, classes, seed=seed)
+
+
 # -- the report ---------------------------------------------------------------
 @dataclass
 class CheckResult:
@@ -309,11 +320,11 @@ class _CaseChecks:
         self.precision = precision
         self.workdir = workdir
         self.classes = 3 if cls.conditional else None
-        self.spec = tiny_dataset(case.shape, self.classes).spec
+        self.spec = tiny_data_for(cls, case.shape, self.classes).spec
         self.run: _Run | None = None
 
     def dataset(self):
-        return tiny_dataset(self.case.shape, self.classes, seed=self.seed)
+        return tiny_data_for(self.cls, self.case.shape, self.classes, seed=self.seed)
 
     def trainer(self, variant: Variant, dataset, run_dir: Path, ckpt_every: int = 0):
         from .trainer import Trainer, TrainOptions
@@ -493,7 +504,7 @@ class _CaseChecks:
 
 # -- the entry point ------------------------------------------------------------
 def _contract(cls: type[Variant], hparams: dict[str, Any]) -> str:
-    from .registry import list_datasets
+    from .registry import list_datasets, split_dataset_name
 
     _require(isinstance(cls.name, str) and NAME_PATTERN.match(cls.name or ""),
              f"name {cls.name!r} must be lowercase letters, digits, '-', '_' or '.'")
@@ -508,7 +519,7 @@ def _contract(cls: type[Variant], hparams: dict[str, Any]) -> str:
         json.dumps(cls.known_hparams())
     except TypeError as exc:
         raise CheckFailed(f"hyperparameters must be JSON values (they go into config.json): {exc}")
-    _require(cls.default_dataset in list_datasets(),
+    _require(split_dataset_name(cls.default_dataset)[0] in list_datasets(),
              f"default_dataset {cls.default_dataset!r} is not a registered dataset")
     try:
         cls(None, _no_such_hparam_=1)

@@ -209,7 +209,8 @@ class Trainer:
         was_training = nets.training
         nets.eval()
         with torch.no_grad():
-            fake = self.dataset.spec.to_data_units(self.variant.generate(self.variant.sampling_nets(nets), z, labels))
+            fake, nrow = self.variant.sample_grid(self.variant.sampling_nets(nets), self.dataset, z, labels, nrow)
+            fake = self.dataset.spec.to_data_units(fake)
         nets.train(was_training)
         if self.dataset.spec.is_image:
             # Small images are upscaled so a grid is readable at a glance.

@@ -150,6 +150,10 @@ class Variant(abc.ABC):
     #: another kind is a one-line error when the variant is created, and the conformance kit
     #: skips those cases (e.g. ``("image",)`` for progressive growing).
     data_kinds: ClassVar[tuple[str, ...]] = ("vector", "image")
+    #: How many data domains a batch must bring: 1, or 2 for translation models (cyclegan), which
+    #: train on two-domain datasets (``pair:A,B``, ``folder-pair:PATH``; ``DataSpec.domains``) and
+    #: find domain B in ``batch.extra["real_b"]``. Data with another count is a one-line error.
+    domains: ClassVar[int] = 1
     #: Keyword options :meth:`generate` takes when sampling, by name, with a one-line description:
     #: ``ganzoo sample --stage N`` passes ``stage=N`` (stackgan's stages). Training and the grids
     #: never pass one; asking a variant for an option it does not list is a one-line error.
@@ -164,6 +168,12 @@ class Variant(abc.ABC):
                 f"variant {self.name!r} is conditional and needs labeled data, but the dataset "
                 "has no labels; choose a labeled dataset (e.g. --dataset digits or 8gaussians)"
             )
+        if spec is not None and spec.domains != self.domains:
+            raise GanzooError(
+                f"variant {self.name!r} translates between two domains; give it a two-domain dataset: "
+                "--dataset pair:A,B (e.g. pair:digits,mnist) or folder-pair:PATH" if self.domains == 2 else
+                f"variant {self.name!r} trains on one domain, but the dataset has {spec.domains} (two-domain "
+                "data is for translation models such as cyclegan)")
         if spec is not None and data_kind(spec) not in self.data_kinds:
             raise GanzooError(
                 f"variant {self.name!r} trains on {' or '.join(k + ' data' for k in self.data_kinds)}, "
@@ -269,6 +279,26 @@ class Variant(abc.ABC):
 
     def end_step(self, state: TrainState) -> None:
         """Called after every generator step (schedules, EMA); default: nothing."""
+
+    def sample_grid(self, nets: nn.ModuleDict, dataset, z: torch.Tensor, labels: torch.Tensor | None,
+                    nrow: int) -> tuple[torch.Tensor, int]:
+        """What a run's sample grids show: ``(images (N, *spec.shape), images per row)``.
+
+        Called under ``torch.no_grad()`` with the sampling nets in eval mode, the grid's fixed
+        noise ``z`` and ``labels`` and the dataset (``dataset.reference_sample(n)`` gives fixed
+        real examples). Default: ``generate(nets, z, labels)``. A translation model shows
+        inputs beside their translations instead (cyclegan)."""
+        return self.generate(nets, z, labels), nrow
+
+    #: For translation models: the directions :meth:`translate` takes (e.g. ``("a2b", "b2a")``);
+    #: empty for a model that generates from noise. ``ganzoo translate`` refuses a run whose
+    #: variant has none.
+    directions: ClassVar[tuple[str, ...]] = ()
+
+    def translate(self, nets: nn.ModuleDict, images: torch.Tensor, direction: str) -> torch.Tensor:
+        """Images (N, *spec.shape) in [-1, 1] of one domain -> the other's, for ``direction`` in
+        :attr:`directions` (translation models override this)."""
+        raise GanzooError(f"variant {self.name!r} is not a translation model")
 
     @property
     def batch_size(self) -> int:

@@ -14,9 +14,9 @@ from ganzoo import plugins
 from ganzoo.cli import main
 from ganzoo.registry import DATASETS, VARIANTS
 
-BUILTIN_VARIANTS = ["cgan", "dcgan", "lsgan", "pggan", "stackgan", "vanilla", "wgan-gp"]
-BUILTIN_DATASETS = ["25gaussians", "8gaussians", "cifar10", "digits", "fashion-mnist", "folder", "grid", "mnist",
-                    "ring", "swissroll"]
+BUILTIN_VARIANTS = ["cgan", "cyclegan", "dcgan", "lsgan", "pggan", "stackgan", "vanilla", "wgan-gp"]
+BUILTIN_DATASETS = ["25gaussians", "8gaussians", "cifar10", "digits", "fashion-mnist", "folder", "folder-pair",
+                    "grid", "mnist", "pair", "ring", "swissroll"]
 
 
 def builtin(names: list[str], registry=VARIANTS) -> list[str]:
@@ -37,7 +37,7 @@ def test_builtins_are_registered_through_the_hook():
 
 
 def test_list_filters():
-    assert builtin(ganzoo.list_variants("*gan")) == ["cgan", "dcgan", "lsgan", "pggan", "stackgan"]
+    assert builtin(ganzoo.list_variants("*gan")) == ["cgan", "cyclegan", "dcgan", "lsgan", "pggan", "stackgan"]
     assert builtin(ganzoo.list_variants(["vanilla", "wgan*"])) == ["vanilla", "wgan-gp"]
     assert builtin(ganzoo.list_variants(conditional=True)) == ["cgan", "stackgan"]
     assert builtin(ganzoo.list_datasets("*gaussians"), DATASETS) == ["25gaussians", "8gaussians"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,12 +32,15 @@ class DataSpec:
     root mean square of the coordinates; else 1). Generated samples are in the
     served units; :meth:`to_data_units` brings them back for plots and metrics.
     Images are always served as float in [-1, 1]; vectors in their own units.
+    domains: 1, or 2 for a two-domain (unpaired translation) dataset, whose
+    batches carry the second domain in ``Batch.extra`` (see :class:`Batch`).
     """
 
     shape: tuple[int, ...]
     num_classes: int | None = None
     size: int | None = None
     data_scale: float = 1.0
+    domains: int = 1
 
     def to_data_units(self, samples: torch.Tensor) -> torch.Tensor:
         """Generated (or served) samples (B, *shape) in the dataset's own units."""
@@ -62,19 +65,28 @@ class DataSpec:
         data["channels"] = self.channels
         if self.data_scale == 1.0:
             del data["data_scale"]  # only standardized data records it (configs stay as they were)
+        if self.domains == 1:
+            del data["domains"]  # likewise only two-domain data
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "DataSpec":
-        return cls(tuple(data["shape"]), data.get("num_classes"), data.get("size"), float(data.get("data_scale", 1.0)))
+        return cls(tuple(data["shape"]), data.get("num_classes"), data.get("size"), float(data.get("data_scale", 1.0)),
+                   int(data.get("domains", 1)))
 
 
 @dataclass
 class Batch:
-    """real: (B, *spec.shape) float on the training device; labels: (B,) int64 or None."""
+    """real: (B, *spec.shape) float on the training device; labels: (B,) int64 or None.
+
+    extra: more named tensors of B rows each, from datasets that serve more than one
+    tensor per example, e.g. a two-domain dataset's second domain (``"real_b"``,
+    ``"labels_b"``: see ganzoo.data.pair); sharded together with ``real``.
+    """
 
     real: torch.Tensor
     labels: torch.Tensor | None = None
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.real.shape[0]
@@ -83,7 +95,8 @@ class Batch:
         """The ``index``-th of ``count`` equal contiguous slices (for ranks and micro-batches)."""
         size = len(self) // count
         part = slice(index * size, (index + 1) * size)
-        return Batch(self.real[part], None if self.labels is None else self.labels[part])
+        return Batch(self.real[part], None if self.labels is None else self.labels[part],
+                     {k: v[part] for k, v in self.extra.items()})
 
 
 def cache_dir() -> Path:
@@ -111,6 +124,13 @@ class Dataset(abc.ABC):
         self.seed = seed
         self.device = torch.device("cpu")
         self.generator: torch.Generator | None = None
+
+    @classmethod
+    def stored_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """The options as a run's config.json keeps them, so a resume works from any folder:
+        by default ``data_dir`` made absolute. A dataset whose ``data_dir`` is not one path
+        (``pair:A,B``) overrides this."""
+        return {k: str(Path(v).expanduser().resolve()) if k == "data_dir" else v for k, v in options.items()}
 
     def prepare(self, device: torch.device | str = "cpu") -> "Dataset":
         """Load or generate the data and move it to ``device``; returns self."""
