@@ -29,8 +29,8 @@ module keeps:
 * **Staged training in one run**: ``stage1_steps`` generator steps train
   Stage-I (0, the default: half of ``steps``); the rest of ``steps``
   (``stage2_steps`` = ``steps`` - ``stage1_steps``) train Stage-II with Stage-I frozen (its
-  parameters belong to no phase of stage 2, and it runs in eval mode, so its
-  BatchNorm statistics stay as trained). Checkpoints hold both stages and
+  parameters belong to no phase of stage 2; as in the reference code it stays
+  in training mode, so its BatchNorm normalises with batch statistics). Checkpoints hold both stages and
   the stage reached; a run resumes bit-identically at any step of either
   stage.
 
@@ -346,15 +346,11 @@ class StackGAN(Variant):
         return self._generator_loss(nets["D1"], fake, mu, logvar, batch.labels)
 
     def _stage_one_images(self, nets: nn.ModuleDict, batch: Batch) -> torch.Tensor:
-        """Stage-I's images for stage 2's inputs: frozen, in eval mode (BatchNorm statistics as trained)."""
-        stage_one = nets["G1"]
-        was_training = stage_one.training
-        stage_one.eval()
-        try:
-            with torch.no_grad():
-                low, _, _ = stage_one(self.latent(len(batch), batch.real.device), batch.labels)
-        finally:
-            stage_one.train(was_training)
+        """Stage-I's images as stage 2's inputs: no gradient, and its weights are in no phase of
+        stage 2. It stays in training mode, as in the reference code (its BatchNorm normalises
+        with the batch's statistics; its running statistics keep following them)."""
+        with torch.no_grad():
+            low, _, _ = nets["G1"](self.latent(len(batch), batch.real.device), batch.labels)
         return low
 
     def stage_two_critic(self, nets: nn.ModuleDict, batch: Batch):
