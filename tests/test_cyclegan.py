@@ -125,3 +125,21 @@ def test_translate_refuses_a_model_that_does_not_translate(tmp_path, capsys):
     _write_images(tmp_path / "in", 1)
     assert main(["translate", str(run), "--input", str(tmp_path / "in"), "--direction", "a2b"]) == 2
     assert "is not a translation model" in capsys.readouterr().err
+
+
+def test_evaluation_translates_both_ways_and_scores_label_preservation(tmp_path):
+    from ganzoo.evaluation import ClassifierRecipe, evaluate
+    from ganzoo.evaluation.cli import format_result
+
+    run = tmp_path / "run"
+    assert main(["train", "cyclegan", "--dataset", "pair:digits,digits", "--steps", "1", "--out", str(run),
+                 "--quiet", *SMALL]) == 0
+    recipe = ClassifierRecipe(epochs=1, batch_size=32, width=4, features=8, train_limit=256, test_limit=256)
+    result = evaluate(run, n=64, recipe=recipe, log=None)
+    assert result["kind"] == "translation" and result["n_translated"] == 64
+    for direction in ("a2b", "b2a"):
+        for key in ("frechet_distance", "precision", "label_accuracy"):
+            assert f"{direction}/{key}" in result["metrics"] and f"{direction}/{key}" in result["floor"]
+        assert 0.0 <= result["metrics"][f"{direction}/label_accuracy"] <= 1.0
+    text = format_result(result)
+    assert "a2b (label accuracy" in text and "b2a (label accuracy" in text and "domain B classifier" in text

@@ -158,6 +158,47 @@ def _vector_reference(dataset: Dataset, n: int):
     return memo[key]
 
 
+def translation_metrics(variant, nets: nn.ModuleDict, dataset: Dataset, n: int, *, device, k: int = K_NEAREST,
+                        floor: bool = True, recipe: ClassifierRecipe | None = None,
+                        log: Callable[[str], None] | None = _stderr, chunk: int = 500) -> dict[str, Any]:
+    """A translation model (``variant.directions``) on a two-domain dataset, in both directions.
+
+    Up to ``n`` held-out test images of the source domain are translated and scored in the
+    target domain's classifier space against the target's real test images (FD, KID,
+    precision, recall, class histogram), and by label preservation: ``label_accuracy``, how
+    often the target classifier reads the source image's own label (domains whose classes mean
+    the same, such as rendered and MNIST digits). Keys are prefixed ``a2b/`` and ``b2a/``.
+    """
+    domains = {"a": dataset.first, "b": dataset.second}
+    metrics: dict[str, Any] = {}
+    floors: dict[str, Any] = {}
+    classifiers: dict[str, Any] = {}
+    was_training = nets.training
+    nets.eval()
+    try:
+        for direction in ("a2b", "b2a"):
+            source, target = domains[direction[0]], domains[direction[2]]
+            reference = _image_reference(target, n, device, recipe, log)
+            splits = real_splits(source)
+            count = min(n, splits.test.shape[0])
+            with torch.no_grad():  # (not around _image_reference: it may train the classifier)
+                translated = torch.cat([
+                    variant.translate(nets, part.to(device).float().div_(127.5).sub_(1.0), direction)
+                    .clamp(-1, 1).cpu() for part in splits.test[:count].split(chunk)])
+            features, probs = embed(reference.classifier.model, translated, device)
+            scores = reference.metrics(features, probs, splits.test_labels[:count], k)
+            metrics.update({f"{direction}/{key}": value for key, value in scores.items()})
+            if floor:
+                floors.update({f"{direction}/{key}": value
+                               for key, value in reference.floor(count, k, conditional=True).items()})
+            classifiers[direction[2]] = {**reference.classifier.summary(),
+                                         "test_source": reference.splits.test_source}
+    finally:
+        nets.train(was_training)
+    return {"metrics": metrics, "n_translated": count, **({"floor": floors} if floor else {}),
+            "classifier": classifiers}
+
+
 def compute_metrics(variant, nets: nn.ModuleDict, dataset: Dataset, n: int, *, seed: int = 0, device=None,
                     floor: bool = True, recipe: ClassifierRecipe | None = None, k: int = K_NEAREST,
                     log: Callable[[str], None] | None = _stderr) -> dict[str, Any]:
@@ -169,7 +210,11 @@ def compute_metrics(variant, nets: nn.ModuleDict, dataset: Dataset, n: int, *, s
         raise GanzooError(f"variant {variant.name!r} is conditional but dataset {dataset.name!r} has no labels: "
                           "the conditional metrics (label accuracy) need labels")
     result: dict[str, Any] = {"kind": "image" if spec.is_image else "vector", "n": n, "seed": seed}
-    if spec.is_image:
+    if getattr(variant, "directions", ()) and spec.domains == 2:
+        result["kind"] = "translation"
+        result.update(translation_metrics(variant, nets, dataset, n, device=device, k=k, floor=floor,
+                                          recipe=recipe, log=log))
+    elif spec.is_image:
         reference = _image_reference(dataset, n, device, recipe, log)
         samples, labels = generate_samples(variant, nets, spec, n, seed, device)
         features, probs = embed(reference.classifier.model, samples, device)

@@ -156,8 +156,33 @@ def _cell(value: Any, fmt: str, row: dict[str, Any]) -> str:
     return fmt.format(value)
 
 
+def _classifier_line(c: dict[str, Any], what: str = "feature classifier") -> str:
+    state = "trained now" if c.get("trained_now") else "cached"
+    return f"{what}: test accuracy {100 * c['test_accuracy']:.2f}% ({state}, {c['path']})"
+
+
+def format_translation(result: dict[str, Any]) -> str:
+    """A translation model's result: one table per direction (see evaluation.api.translation_metrics)."""
+    lines = [f"{result['variant']} on {result['dataset']}, step {result['step']}: "
+             f"{result.get('n_translated', result['n'])} held-out images translated each way"
+             + (", with the EMA generators" if result.get("ema") else "")]
+    for domain, c in sorted((result.get("classifier") or {}).items()):
+        lines.append(_classifier_line(c, f"domain {domain.upper()} classifier"))
+    for direction in ("a2b", "b2a"):
+        prefix = f"{direction}/"
+        sub = {k[len(prefix):]: v for k, v in result.get("metrics", {}).items() if k.startswith(prefix)}
+        floor = {k[len(prefix):]: v for k, v in (result.get("floor") or {}).items() if k.startswith(prefix)}
+        lines.append(f"{direction} (label accuracy: the target classifier reads the source image's label)")
+        lines += _table(IMAGE_ROWS, sub, floor, generated="translated")
+    if result.get("written_to"):
+        lines.append(f"written to {result['written_to']}")
+    return "\n".join(lines)
+
+
 def format_result(result: dict[str, Any]) -> str:
     """A table for a person: each metric for the generator and for real data."""
+    if result.get("kind") == "translation":
+        return format_translation(result)
     metrics, floor = result.get("metrics", {}), result.get("floor") or {}
     rows = IMAGE_ROWS if result.get("kind") == "image" else VECTOR_ROWS
     head = (f"{result['variant']} on {result['dataset']}, step {result['step']}: "
@@ -165,10 +190,17 @@ def format_result(result: dict[str, Any]) -> str:
             + (", from the EMA generator" if result.get("ema") else ""))
     lines = [head]
     if result.get("classifier"):
-        c = result["classifier"]
-        state = "trained now" if c.get("trained_now") else "cached"
-        lines.append(f"feature classifier: test accuracy {100 * c['test_accuracy']:.2f}% ({state}, {c['path']})")
-    table = [("metric", "generated", "real (floor)")]
+        lines.append(_classifier_line(result["classifier"]))
+    lines += _table(rows, metrics, floor)
+    if result.get("note"):
+        lines.append(f"note: {result['note']}")
+    if result.get("written_to"):
+        lines.append(f"written to {result['written_to']}")
+    return "\n".join(lines)
+
+
+def _table(rows, metrics: dict[str, Any], floor: dict[str, Any], generated: str = "generated") -> list[str]:
+    table = [("metric", generated, "real (floor)")]
     for key, label, fmt in rows:
         if key not in metrics and key not in floor:
             continue
@@ -177,12 +209,9 @@ def format_result(result: dict[str, Any]) -> str:
         per = " ".join(f"{v:.2f}" if math.isfinite(v) else "-" for v in metrics["label_accuracy_per_class"])
         table.append(("label accuracy per class", per, ""))
     widths = [max(len(row[i]) for row in table) for i in range(3)]
+    lines = []
     for i, row in enumerate(table):
         lines.append("  " + "  ".join(cell.ljust(widths[j]) for j, cell in enumerate(row)).rstrip())
         if i == 0:
             lines.append("  " + "  ".join("-" * w for w in widths))
-    if result.get("note"):
-        lines.append(f"note: {result['note']}")
-    if result.get("written_to"):
-        lines.append(f"written to {result['written_to']}")
-    return "\n".join(lines)
+    return lines
