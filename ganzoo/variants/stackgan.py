@@ -36,11 +36,13 @@ module keeps:
 
 Sizes: 28-px data is padded to 32 with its edge pixels (its black background)
 and generated images are cropped back, so Stage-I works at 16x16 and Stage-II
-at 32x32. Scaled down for a CPU: widths ``g_width`` = ``d_width`` = 64 at
+at 32x32. Scaled down for a CPU: widths ``g_width`` = ``d_width`` = 32 at
 the lowest resolution (paper: 128 x 8), ``embed_dim`` 64 and ``c_dim`` 32
 (paper: 1024 text features compressed to 128), z of 100 as in the paper,
 2000 + 2000 steps (paper: 120 + 120 epochs with a halving of the rate every
-20 epochs, which this module leaves out).
+20 epochs, which this module leaves out). One thread beside two other jobs
+took 0.10 s per step in stage 1 and 0.33 s in stage 2 (widths 64: 0.29 and
+1.06), about 15 minutes for the default run.
 
 Sampling: ``generate`` draws from the stage the run has reached (the grids
 during stage 1 show Stage-I images, upsampled); ``ganzoo sample RUN --stage 1``
@@ -235,8 +237,8 @@ class StackGAN(Variant):
         "nz": 100,
         "embed_dim": 64,
         "c_dim": 32,
-        "g_width": 64,
-        "d_width": 64,
+        "g_width": 32,
+        "d_width": 32,
         "kl_weight": 1.0,
     }
     positive = Variant.positive | {"embed_dim", "c_dim"}
