@@ -134,7 +134,9 @@ def test_evaluation_translates_both_ways_and_scores_label_preservation(tmp_path)
     run = tmp_path / "run"
     assert main(["train", "cyclegan", "--dataset", "pair:digits,digits", "--steps", "1", "--out", str(run),
                  "--quiet", *SMALL]) == 0
-    recipe = ClassifierRecipe(epochs=1, batch_size=32, width=4, features=8, train_limit=256, test_limit=256)
+    # A recipe of its own: the cached classifiers are shared by the whole test session, and
+    # test_evaluation.py expects to train its own tiny one.
+    recipe = ClassifierRecipe(epochs=1, batch_size=32, width=3, features=6, train_limit=128, test_limit=128)
     result = evaluate(run, n=64, recipe=recipe, log=None)
     assert result["kind"] == "translation" and result["n_translated"] == 64
     for direction in ("a2b", "b2a"):
