@@ -19,8 +19,19 @@ def _isolated_cache(tmp_path_factory):
     """Rendered digits go to a per-session folder, never the user's home."""
     old = os.environ.get("GANZOO_CACHE")
     os.environ["GANZOO_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    threads = max(1, min(2, os.cpu_count() or 1))
+    torch.set_num_threads(threads)
+    # A fixed thread count for every CLI run of the suite (in-process and subprocesses): ganzoo's
+    # default follows the machine's load, and a count that changes mid-run changes float sums, so
+    # the bit-identical resume tests would depend on what else the machine runs. Tests of the
+    # default itself unset it (tests/test_cpu_threads.py).
+    old_threads = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(threads)
     yield
+    if old_threads is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = old_threads
     if old is None:
         os.environ.pop("GANZOO_CACHE", None)
     else:
