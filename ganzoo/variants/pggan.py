@@ -35,8 +35,10 @@ lasts ``phase_images`` = 19,200 real images, 300 steps (paper: 800k), and the
 run ends at ``steps`` = 3000 generator steps: 4x4 for 300 steps, 8 and 16 px
 faded in and stabilised for 600 steps each, 32 px faded in for 300 and then
 trained for 1500. One thread of the 2-core development machine, beside two
-other jobs, took 0.04 / 0.17 / 0.39 / 0.79 s per step at 4 / 8 / 16 / 32 px,
-about 18 minutes for the default run.
+other jobs, took 0.04 / 0.17 / 0.39 / 0.79 s per step at 4 / 8 / 16 / 32 px;
+full default runs on digits took 23.5-23.9 CPU-minutes (quality rebuild,
+2026-12-04), where the EMA generator scored worse than G (FD 475 vs 256):
+the decay averages over weights of earlier resolutions at this short budget.
 
 How the growing nets fit the contract (no core change was needed): every
 block of every resolution is built at the start, and the nets hold the
