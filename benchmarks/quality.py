@@ -168,9 +168,7 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _announce(record: dict[str, Any], ledger: Path | None = None) -> None:
-    if ledger is not None and not record.get("reused") and record.get("run_dir"):
-        save_to_ledger(Path(record["run_dir"]), ledger)
+def _announce(record: dict[str, Any]) -> None:
     shown = {k: round(v, 4) for k, v in record["metrics"].items() if isinstance(v, (int, float))}
     print(json.dumps({"dataset": record["dataset"], "variant": record["variant"], "seed": record["train_seed"],
                       "steps": record["step"], "train_s": record.get("train_seconds"),
@@ -226,11 +224,17 @@ def save_to_ledger(run_dir: Path, ledger: Path) -> bool:
         no_ema = run_dir / "samples" / "final-no-ema.png"
         if "no_ema_metrics" in record and not no_ema.exists():
             save_no_ema_grid(run_dir, no_ema)
-        files += [g for g in LEDGER_GRIDS if (run_dir / g).exists()]
-    for name in files:
-        (target / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(run_dir / name, target / name)
+        files += LEDGER_GRIDS
+    _copy_run_files(run_dir, target, files)
     return True
+
+
+def _copy_run_files(source: Path, target: Path, names) -> None:
+    """Copy the files ``names`` (paths inside a run directory) that ``source`` has into ``target``."""
+    for name in names:
+        if (source / name).exists():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / name, target / name)
 
 
 def restore_from_ledger(ledger: Path, runs_dir: Path) -> int:
@@ -240,10 +244,7 @@ def restore_from_ledger(ledger: Path, runs_dir: Path) -> int:
         run_dir = runs_dir / entry.parent.name
         if (run_dir / "quality.json").exists():
             continue
-        for name in (*LEDGER_FILES, *LEDGER_GRIDS):
-            if (entry.parent / name).exists():
-                (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(entry.parent / name, run_dir / name)
+        _copy_run_files(entry.parent, run_dir, (*LEDGER_FILES, *LEDGER_GRIDS))
         restored += 1
     return restored
 
@@ -686,13 +687,20 @@ def run_pool(tasks: list[tuple], jobs: int, threads: int | None, ledger: Path | 
                                  initargs=(threads or 1,)) as pool:
             futures = [pool.submit(run_one, *task) for task in tasks]
             for future in as_completed(futures):
-                _announce(future.result(), ledger)
+                _finished(future.result(), ledger)
             return [future.result() for future in futures]
     records = []
     for task in tasks:
         records.append(run_one(*task))
-        _announce(records[-1], ledger)
+        _finished(records[-1], ledger)
     return records
+
+
+def _finished(record: dict[str, Any], ledger: Path | None) -> None:
+    """A run is done: file it in the ledger (a run trained now, not one reused) and print its line."""
+    if ledger is not None and not record.get("reused"):
+        save_to_ledger(Path(record["run_dir"]), ledger)
+    _announce(record)
 
 
 def pacgan_main(args, threads: int | None) -> int:

@@ -347,8 +347,7 @@ def sample_file_name(seed: int, *, label: int | None = None, no_ema: bool = Fals
 def cmd_sample(args) -> int:
     from .plotting import save_image_grid, save_scatter_plot
     from .registry import create_dataset
-    from .sampling import (check_interpolation_steps, check_sampling_options, interpolate, load_generator, sample,
-                           save_gif)
+    from .sampling import check_interpolation_steps, interpolate, load_generator, sample, save_gif
     from .trainer import resolve_device
 
     steps = args.interpolate
@@ -361,7 +360,6 @@ def cmd_sample(args) -> int:
                           f"{' with --gif' if args.gif else ' (or add --gif for an animation)'}, got {args.out}")
     options = {"stage": args.stage} if args.stage is not None else {}
     loaded = load_generator(args.path, resolve_device(args.device), ema=not args.no_ema)
-    check_sampling_options(loaded.variant, options)
     # An EMA run sampled from G itself gets its own file, so the two never overwrite each other.
     name = sample_file_name(args.seed, label=args.label, no_ema=args.no_ema and loaded.has_ema,
                             interpolate=steps, gif=args.gif, options=options)

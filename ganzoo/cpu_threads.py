@@ -255,7 +255,8 @@ class FollowLoad(Observer):
     """The training-event observer (:mod:`ganzoo.events`) that runs a :class:`LoadFollower`
     after every step of a CPU run whose threads are ganzoo's default; each change is a
     metrics.jsonl record ``{"event": "threads", "step", "threads", "was", "others_running"}``.
-    It changes how fast a step runs, never what it computes."""
+    It changes how fast a step runs; like any thread count, it can change the order of
+    floating-point sums (the last bits of a result), never the computation itself."""
 
     order = 5  # after metrics.jsonl (0), before the progress bar (10)
 

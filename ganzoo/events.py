@@ -4,8 +4,8 @@ The trainer runs the loop; everything a run *writes* is an observer of its event
 ``metrics.jsonl``, the progress bar, sample grids, the loss plot, checkpoints, the
 evaluation during training (``ganzoo/outputs.py``) and any logger a plugin registers
 (TensorBoard is one, ``ganzoo/loggers/tensorboard.py``), and so is the CPU thread count
-following the machine's load (``ganzoo/cpu_threads.py``). Observers never change what
-training computes: that (EMA, schedules, regularisers, precision) goes through the variant
+following the machine's load (``ganzoo/cpu_threads.py``; it may change the order of float
+sums, as any thread count does). Observers never change what training computes: that (EMA, schedules, regularisers, precision) goes through the variant
 contract and the toolkit instead.
 
 Where the events fire (rank 0 of a torchrun job only; other ranks have no observers)::

@@ -61,7 +61,7 @@ from torch import nn
 
 from .data.base import DataSpec, InMemoryDataset
 from .errors import GanzooError
-from .variant import Phase, TrainState, Variant
+from .variant import Phase, TrainState, Variant, data_kind
 
 #: Hyperparameter overrides that keep the check fast; keys a variant lacks are skipped.
 QUICK_HPARAMS: dict[str, Any] = {
@@ -606,8 +606,7 @@ def check_variant(variant: str | type[Variant], *, hparams: dict[str, Any] | Non
                 checks = _CaseChecks(cls, case, overrides, seed,
                                      root / re.sub(r"[^a-z0-9]+", "-", case.label))
                 label = case.label
-                kind = "image" if len(case.shape) == 3 else "vector"
-                if kind not in cls.data_kinds:
+                if data_kind(checks.spec) not in cls.data_kinds:
                     for name in ("build", "train", "sampling", "determinism", "checkpoint", "resume"):
                         runner.run(f"{label}: {name}", lambda: None, False,
                                    f"does not apply: the variant trains on {', '.join(cls.data_kinds)} data")

@@ -70,6 +70,8 @@ def read_images(files: list[Path], channels: int, height: int, width: int):
 def cmd_translate(args) -> int:
     import torch
 
+    from .cli import _run_dir_of
+    from .evaluation.classifier import to_unit_range
     from .plotting import image_grid, save_png
     from .sampling import load_generator
     from .trainer import resolve_device
@@ -84,8 +86,7 @@ def cmd_translate(args) -> int:
     files = input_files(args.input)
     channels, height, width = loaded.spec.shape
     images = read_images(files, channels, height, width)  # all checked before anything is written
-    run_dir = Path(args.path) if Path(args.path).is_dir() else Path(args.path).parent.parent
-    out = args.out or run_dir / f"translate-{args.direction}"
+    out = args.out or _run_dir_of(args.path) / f"translate-{args.direction}"
     device = next(loaded.nets.parameters()).device
     names = [f.stem + ".png" for f in files]
     if len(set(names)) != len(names):
@@ -93,7 +94,7 @@ def cmd_translate(args) -> int:
     try:
         out.mkdir(parents=True, exist_ok=True)
         for start in range(0, len(files), CHUNK):
-            batch = images[start:start + CHUNK].to(device).float().div_(127.5).sub_(1.0)
+            batch = to_unit_range(images[start:start + CHUNK].to(device))
             with torch.no_grad():
                 translated = variant.translate(loaded.nets, batch, args.direction).clamp(-1, 1).cpu()
             for name, image in zip(names[start:start + CHUNK], translated):

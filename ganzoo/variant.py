@@ -28,8 +28,8 @@ How other designs fit without touching the trainer:
   returns ``G_ab, G_ba, D_a, D_b``; ``make_optimizers`` returns ``{"G": Adam
   over both generators, "D_a": ..., "D_b": ...}``; ``phases`` returns a
   generator phase updating ``("G",)`` whose loss adds the adversarial, cycle and
-  identity terms, then one phase per critic. The batch holds both domains
-  (a dataset whose ``real`` is a pair, or two datasets zipped by a plugin).
+  identity terms, then one phase per critic (``cyclegan``). ``domains = 2`` asks for
+  a two-domain dataset, whose batches carry domain B in ``batch.extra``.
 * **A schedule that changes the networks** (progressive growing, ``pggan``):
   ``build`` makes the blocks of every stage up front, the schedule's position
   lives in buffers of the nets (checkpointed, copied into EMA copies), and
@@ -158,6 +158,10 @@ class Variant(abc.ABC):
     #: ``ganzoo sample --stage N`` passes ``stage=N`` (stackgan's stages). Training and the grids
     #: never pass one; asking a variant for an option it does not list is a one-line error.
     sampling_options: ClassVar[dict[str, str]] = {}
+    #: For translation models: the directions :meth:`translate` takes (e.g. ``("a2b", "b2a")``);
+    #: empty for a model that generates from noise. ``ganzoo translate`` refuses a run whose
+    #: variant has none.
+    directions: ClassVar[tuple[str, ...]] = ()
     #: What :meth:`latent` draws: "normal" (the default; ``ganzoo sample --interpolate`` walks
     #: between noise vectors on a great circle) or anything else (a straight line), e.g. "uniform".
     latent_distribution: ClassVar[str] = "normal"
@@ -289,11 +293,6 @@ class Variant(abc.ABC):
         real examples). Default: ``generate(nets, z, labels)``. A translation model shows
         inputs beside their translations instead (cyclegan)."""
         return self.generate(nets, z, labels), nrow
-
-    #: For translation models: the directions :meth:`translate` takes (e.g. ``("a2b", "b2a")``);
-    #: empty for a model that generates from noise. ``ganzoo translate`` refuses a run whose
-    #: variant has none.
-    directions: ClassVar[tuple[str, ...]] = ()
 
     def translate(self, nets: nn.ModuleDict, images: torch.Tensor, direction: str) -> torch.Tensor:
         """Images (N, *spec.shape) in [-1, 1] of one domain -> the other's, for ``direction`` in

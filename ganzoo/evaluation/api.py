@@ -30,7 +30,7 @@ from ..data.base import Dataset
 from ..errors import GanzooError
 from ..io import atomic_write
 from . import classifier as _classifier
-from .classifier import ClassifierRecipe, get_classifier, real_splits
+from .classifier import ClassifierRecipe, get_classifier, real_splits, to_unit_range
 from .distance import energy_distance, sliced_wasserstein
 from .images import K_NEAREST, check_n, embed, image_reference
 from .modes import PROTOCOL_SAMPLES, dataset_modes, mode_metrics
@@ -183,7 +183,7 @@ def translation_metrics(variant, nets: nn.ModuleDict, dataset: Dataset, n: int, 
             count = min(n, splits.test.shape[0])
             with torch.no_grad():  # (not around _image_reference: it may train the classifier)
                 translated = torch.cat([
-                    variant.translate(nets, part.to(device).float().div_(127.5).sub_(1.0), direction)
+                    variant.translate(nets, to_unit_range(part.to(device)), direction)
                     .clamp(-1, 1).cpu() for part in splits.test[:count].split(chunk)])
             features, probs = embed(reference.classifier.model, translated, device)
             scores = reference.metrics(features, probs, splits.test_labels[:count], k)
