@@ -5,10 +5,12 @@
     python benchmarks/quality.py --pacgan                                 # PacGAN Table 1 -> docs/pacgan.md
 
 For every registered variant (or ``--variants``) and each dataset of the plan
-(``ring``, ``grid``, ``digits``, ``mnist``), trains ``seeds`` runs with the
+(``ring``, ``grid``, ``digits``, ``mnist``; ``fashion-mnist`` for pggan and
+``pair:digits,mnist`` for translation models), trains ``seeds`` runs with the
 stated generator-step budget, evaluates each with :func:`ganzoo.evaluate`
 (2500 samples on 2-D data, the PacGAN/VEEGAN protocol; ``IMAGE_N`` samples on
-images, in the feature space of the cached classifier), and writes
+images, in the feature space of the cached classifier; a translation model
+translates test images each way and is scored in the target domain's), and writes
 
 * ``OUT/results.md``: the tables (mean ± standard error over seeds, as PacGAN
   reports), the real-data floor, the published PacGAN table beside our 2-D
@@ -16,6 +18,9 @@ images, in the feature space of the cached classifier), and writes
 * ``OUT/results/VARIANT-DATASET.png``: the seed-0 run's final sample grid
   (scatter plot for 2-D data);
 * ``OUT/results/results.json``: every run's evaluation, for other tools.
+
+``--data-dir`` is the mnist folder; fashion-mnist is read from ``fashion-mnist``
+beside it (or ``--fashion-mnist-dir``); a dataset whose folder is not given is skipped.
 
 Runs live in ``--runs-dir`` (default ``runs/quality``; ``runs/quality-quick``
 with ``--quick``); a run whose ``quality.json`` exists is reused, so an
@@ -55,7 +60,9 @@ from typing import Any
 import torch
 
 import ganzoo
+from ganzoo.data.base import DataSpec
 from ganzoo.evaluation import ClassifierRecipe, evaluate, get_classifier
+from ganzoo.registry import split_dataset_name
 from ganzoo.variant import data_kind
 
 #: Generator steps per (dataset, variant) and seeds per dataset for the full table.
@@ -68,7 +75,13 @@ PLAN: dict[str, dict[str, Any]] = {
     "grid": {"seeds": 3, "steps": {"*": "default"}},
     "digits": {"seeds": 3, "steps": {"*": "default"}},
     "mnist": {"seeds": 3, "steps": {"*": "default"}},
+    # Issue 16's rows: a dataset's "variants" limits which variants train on it.
+    "fashion-mnist": {"seeds": 2, "steps": {"*": "default"}, "variants": ["pggan"]},
+    "pair:digits,mnist": {"seeds": 2, "steps": {"*": "default"}, "variants": ["cyclegan"]},
 }
+#: Datasets read from files: the folder of each is --data-dir (mnist) or beside it
+#: (--fashion-mnist-dir); a plan dataset that needs a folder not given is skipped.
+FILE_DATASETS = ("mnist", "fashion-mnist")
 #: The EMA column: image runs of a variant whose default has no EMA train with this decay
 #: (Karras et al. 2018; Yazici et al. 2019). An EMA copy never changes training, so each run
 #: is scored twice, from its trained G and from G_ema, and both rows come from one run.
@@ -81,7 +94,7 @@ COST_PER_STEP = {("vector", "wgan-gp"): 0.28, ("vector", "*"): 0.04,
                  ("image", "wgan-gp"): 0.20, ("image", "dcgan"): 0.17,  # dcgan: batch 128
                  ("image", "vanilla"): 0.005, ("image", "*"): 0.11,
                  # From per-resolution / per-stage timings beside two jobs, not yet from full runs:
-                 ("image", "pggan"): 0.35, ("image", "stackgan"): 0.12}
+                 ("image", "pggan"): 0.48, ("image", "stackgan"): 0.12, ("image", "cyclegan"): 0.40}
 EVAL_SECONDS = {"vector": 2, "image": 45}
 #: --quick: tiny budgets, one seed (checks the script, not the variants).
 QUICK_PLAN: dict[str, dict[str, Any]] = {
@@ -89,6 +102,8 @@ QUICK_PLAN: dict[str, dict[str, Any]] = {
     "grid": {"seeds": 1, "steps": {"*": 30}},
     "digits": {"seeds": 1, "steps": {"*": 10}},
     "mnist": {"seeds": 1, "steps": {"*": 10}},
+    "fashion-mnist": {"seeds": 1, "steps": {"*": 10}, "variants": ["pggan"]},
+    "pair:digits,mnist": {"seeds": 1, "steps": {"*": 10}, "variants": ["cyclegan"]},
 }
 VECTOR_N = 2500  # the PacGAN/VEEGAN protocol
 IMAGE_N = 5000
@@ -123,20 +138,55 @@ PACGAN_QUICK_STEPS = 20
 PACGAN_ROWS = (("GAN", 1), ("PacGAN2", 2), ("PacGAN3", 3), ("PacGAN4", 4))
 
 
+def dataset_parts(dataset: str) -> list[str]:
+    """The plain datasets behind a plan entry: ``pair:A,B`` -> [A, B]; any other -> [dataset]."""
+    base, rest = split_dataset_name(dataset)
+    return [part.strip() for part in rest.split(",")] if base == "pair" and rest else [dataset]
+
+
+def dataset_location(dataset: str, data_dirs: dict[str, Path]) -> tuple[str, dict[str, Any]]:
+    """(registered name, options) that create ``dataset`` from the folders in ``data_dirs``
+    (``{"mnist": PATH, ...}``); a pair names its parts' folders (``pair`` + ``digits,mnist:PATH``)."""
+    base, rest = split_dataset_name(dataset)
+    if base == "pair" and rest:
+        parts = [f"{p}:{data_dirs[p]}" if p in data_dirs else p for p in dataset_parts(dataset)]
+        return "pair", {"data_dir": ",".join(parts)}
+    return dataset, ({"data_dir": data_dirs[dataset]} if dataset in data_dirs else {})
+
+
+def missing_folders(dataset: str, data_dirs: dict[str, Path]) -> list[str]:
+    """The file-backed datasets ``dataset`` reads whose folder was not given."""
+    return [p for p in dataset_parts(dataset) if p in FILE_DATASETS and p not in data_dirs]
+
+
+def dataset_spec(dataset: str):
+    """The plan dataset's spec (a pair's: its parts' shape with two domains), without reading data."""
+    base, _ = split_dataset_name(dataset)
+    if base == "pair":
+        first = ganzoo.get_dataset(dataset_parts(dataset)[0]).spec
+        return DataSpec(tuple(first.shape), first.num_classes, first.size, domains=2)
+    return ganzoo.get_dataset(dataset).spec
+
+
+def slug(dataset: str) -> str:
+    """``dataset`` as a file-name part: ``pair:digits,mnist`` -> ``pair-digits-mnist``."""
+    return dataset.replace(":", "-").replace(",", "-")
+
+
 def pacgan_hparams(pack: int) -> dict[str, Any]:
     return {**PACGAN_HPARAMS, "pack": pack, "batch_size": PACGAN_PACKS_PER_BATCH * pack}
 
 
 def run_hparams(dataset: str, variant: str) -> dict[str, Any]:
     """Overrides a quality run adds to the variant's defaults: EMA on images (see IMAGE_EMA)."""
-    if (ganzoo.get_dataset(dataset).spec.is_image and "ema" in ganzoo.get_variant(variant).features
+    if (dataset_spec(dataset).is_image and "ema" in ganzoo.get_variant(variant).features
             and not default_uses_ema(dataset, variant)):
         return {"ema": IMAGE_EMA, "ema_rampup": IMAGE_EMA_RAMPUP}
     return {}
 
 
 def default_uses_ema(dataset: str, variant: str) -> bool:
-    spec = ganzoo.get_dataset(dataset).spec
+    spec = dataset_spec(dataset)
     return bool(ganzoo.get_variant(variant).resolve_hparams(spec, {}).get("ema"))
 
 
@@ -145,13 +195,13 @@ def budget(plan: dict[str, Any], dataset: str, variant: str) -> int:
     steps = plan[dataset]["steps"]
     value = steps.get(variant, steps["*"])
     if value == "default":
-        spec = ganzoo.get_dataset(dataset).spec
+        spec = dataset_spec(dataset)
         return int(ganzoo.get_variant(variant).resolve_hparams(spec, {})["steps"])
     return int(value)
 
 
 def estimated_seconds(dataset: str, variant: str, steps: int) -> float:
-    kind = "image" if ganzoo.get_dataset(dataset).spec.is_image else "vector"
+    kind = "image" if dataset_spec(dataset).is_image else "vector"
     per_step = COST_PER_STEP.get((kind, variant), COST_PER_STEP[(kind, "*")])
     return steps * per_step + EVAL_SECONDS[kind]
 
@@ -185,7 +235,7 @@ def _same_dataset_options(run_dir: Path, variant: str, dataset: str, dataset_opt
         saved = json.loads((run_dir / "config.json").read_text()).get("dataset_options", {})
     except (OSError, ValueError):
         return False
-    taken = dataset_option_names(dataset)
+    taken = dataset_option_names(split_dataset_name(dataset)[0])
     asked = {k: v for k, v in ganzoo.get_variant(variant).dataset_defaults.items() if k in taken}
     wanted = {**asked, **(dataset_options or {})}
     return ({k: v for k, v in saved.items() if k != "data_dir"}
@@ -199,7 +249,7 @@ def _same_hparams(run_dir: Path, variant: str, dataset: str, steps: int,
         saved = json.loads((run_dir / "config.json").read_text())["hparams"]
     except (OSError, ValueError, KeyError):
         return False
-    spec = ganzoo.get_dataset(dataset).spec
+    spec = dataset_spec(dataset)
     wanted = ganzoo.get_variant(variant).resolve_hparams(spec, {**(hparams or {}), "steps": steps})
     return json.loads(json.dumps(wanted)) == saved
 
@@ -249,17 +299,18 @@ def restore_from_ledger(ledger: Path, runs_dir: Path) -> int:
     return restored
 
 
-def run_one(variant: str, dataset: str, seed: int, steps: int, runs_dir: Path, data_dir: Path | None,
+def run_one(variant: str, dataset: str, seed: int, steps: int, runs_dir: Path, data_dirs: dict[str, Path] | None,
             n: int, floor: bool, fresh: bool, recipe: ClassifierRecipe | None = None,
             hparams: dict[str, Any] | None = None, name: str | None = None,
             dataset_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train (unless already done) and evaluate one run; returns its record.
 
-    hparams: overrides of the variant's defaults; name: the run's label (default: the variant);
-    dataset_options: e.g. ``{"standardize": True}``.
+    data_dirs: the folders of file-backed datasets (``{"mnist": PATH}``); hparams: overrides of the
+    variant's defaults; name: the run's label (default: the variant); dataset_options: e.g.
+    ``{"standardize": True}``.
     """
     hparams = dict(hparams or {})
-    run_dir = runs_dir / f"{name or variant}-{dataset}-s{seed}"
+    run_dir = runs_dir / f"{name or variant}-{slug(dataset)}-s{seed}"
     # Not eval.json: `ganzoo eval RUN_DIR` writes that one, with its own --n.
     done = run_dir / "quality.json"
     if done.exists() and not fresh:
@@ -274,8 +325,9 @@ def run_one(variant: str, dataset: str, seed: int, steps: int, runs_dir: Path, d
                                   keep=1, progress=False)
     extra_options = dict(dataset_options or {})
     start, cpu_start = time.perf_counter(), time.process_time()
-    ganzoo.train(variant, dataset, out=run_dir, hparams={**hparams, "steps": steps}, options=options,
-                 dataset_options={**({"data_dir": data_dir} if dataset == "mnist" else {}), **extra_options})
+    registered, location = dataset_location(dataset, data_dirs or {})
+    ganzoo.train(variant, registered, out=run_dir, hparams={**hparams, "steps": steps}, options=options,
+                 dataset_options={**location, **extra_options})
     train_seconds, train_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     start = time.perf_counter()
     record = evaluate(run_dir, n=n, device="cpu", floor=floor, write=False, recipe=recipe)
@@ -370,30 +422,45 @@ def recipe_rows(dataset: str, variant: str, records: list[dict]) -> list[tuple[s
     """
     raw = without_ema(records)
     if not raw:
-        return [("default", "G", records, f"{variant}-{dataset}.png")]
-    ema_row = (f"EMA {IMAGE_EMA}", records, f"{variant}-{dataset}.png")
-    raw_row = ("trained G", raw, f"{variant}-{dataset}-no-ema.png")
+        return [("default", "G", records, f"{variant}-{slug(dataset)}.png")]
+    ema_row = (f"EMA {IMAGE_EMA}", records, f"{variant}-{slug(dataset)}.png")
+    raw_row = ("trained G", raw, f"{variant}-{slug(dataset)}-no-ema.png")
     if default_uses_ema(dataset, variant):
         paper = "`preset=paper`" if "paper" in ganzoo.get_variant(variant).presets else "`--no-ema`"
         return [("default", *ema_row), (paper, *raw_row)]
     return [("default", *raw_row), (f"`--set ema={IMAGE_EMA} ema_rampup={IMAGE_EMA_RAMPUP}`", *ema_row)]
 
 
-def image_table(dataset: str, results: dict, variants: list[str], floor: dict | None, plan: dict) -> list[str]:
-    head = ("| model | recipe | generator | steps | seeds | " + " | ".join(c[1] for c in IMAGE_COLUMNS)
+def translation_columns(dataset: str) -> list[tuple[str, str, int, float]]:
+    """Columns of a two-domain dataset's table: per direction, label preservation, FD, precision, recall."""
+    first, second = dataset_parts(dataset)
+    columns = []
+    for direction, (source, target) in (("a2b", (first, second)), ("b2a", (second, first))):
+        way = f"{source}→{target}"
+        columns += [(f"{direction}/label_accuracy", f"{way} label kept % ↑", 1, 100.0),
+                    (f"{direction}/frechet_distance", f"{way} FD ↓", 1, 1.0),
+                    (f"{direction}/precision", f"{way} precision ↑", 3, 1.0),
+                    (f"{direction}/recall", f"{way} recall ↑", 3, 1.0)]
+    return columns
+
+
+def image_table(dataset: str, results: dict, variants: list[str], floor: dict | None, plan: dict,
+                columns: list[tuple[str, str, int, float]] = IMAGE_COLUMNS) -> list[str]:
+    head = ("| model | recipe | generator | steps | seeds | " + " | ".join(c[1] for c in columns)
             + " | train CPU min | samples |")
-    lines = [head, "|" + "---|" * (len(IMAGE_COLUMNS) + 7)]
+    lines = [head, "|" + "---|" * (len(columns) + 7)]
     for variant in variants:
         records = results.get((dataset, variant), [])
         if not records:
             continue
         minutes = fmt([train_minutes(r) for r in records], 1)
         for recipe, generator, rows, grid in recipe_rows(dataset, variant, records):
-            cells = [fmt(metric(rows, key, scale), digits) for key, _, digits, scale in IMAGE_COLUMNS]
+            cells = [fmt(metric(rows, key, scale), digits) for key, _, digits, scale in columns]
             lines.append(f"| `{variant}` | {recipe} | {generator} | {budget(plan, dataset, variant)} | {len(rows)} | "
                          + " | ".join(cells) + f" | {minutes} | ![{variant} {generator}](results/{grid}) |")
     if floor:
-        cells = [("–" if key not in floor else f"{floor[key]:.{digits}f}") for key, _, digits, _ in IMAGE_COLUMNS]
+        cells = [("–" if key not in floor else f"{floor[key] * scale:.{digits}f}")
+                 for key, _, digits, scale in columns]
         lines.append("| real train vs test (floor) | – | – | – | – | " + " | ".join(cells) + " | – | – |")
     return lines
 
@@ -461,6 +528,48 @@ def targets(results: dict, variants: list[str]) -> list[str]:
     return lines
 
 
+def translation_section(dataset: str, results: dict, variants: list[str], floor: dict | None, plan: dict,
+                        classifiers: dict | None) -> list[str]:
+    """A two-domain dataset's table: translation models scored each way (``ganzoo eval`` on a cyclegan run)."""
+    first, second = dataset_parts(dataset)
+    domains = {"a": first, "b": second}
+    accuracy = ", ".join(f"{domains[d]} {100 * c['test_accuracy']:.2f}%"
+                         for d, c in sorted((classifiers or {}).items()) if "test_accuracy" in c)
+    lines = [f"Unpaired translation between {first} (domain A) and {second} (domain B). Held-out test images of "
+             "each domain are translated and scored in the target domain's feature classifier"
+             + (f" (test accuracy: {accuracy})" if accuracy else "") + ": 'label kept' is how often it reads "
+             "the source image's own label (label preservation); FD, precision and recall are against the "
+             "target's real test images. The floor row scores real target test images the same way. Grids: "
+             "input | translation | reconstruction, both directions.", ""]
+    return lines + image_table(dataset, results, variants, floor, plan, translation_columns(dataset))
+
+
+def zoo_targets(results: dict) -> list[str]:
+    """Issue 16's targets for pggan, stackgan and cyclegan (default recipe rows, every seed)."""
+    lines = []
+    records = default_records("mnist", "pggan", results.get(("mnist", "pggan"), []))
+    if records:
+        fd = metric(records, "frechet_distance")
+        present = [int(p) for p in metric(records, "classes_present")]
+        largest = metric(records, "largest_class_share")
+        ok = max(fd) <= 120 and all(p == 10 for p in present) and max(largest) <= 0.15
+        lines.append(f"- `pggan` on mnist: FD ≤ 120, 10 classes none above 15% — **{'met' if ok else 'not met'}** "
+                     f"(FD {_seeds(fd, 1)}, classes {present}, largest share % {_seeds(largest, 1, 100)})")
+    records = default_records("mnist", "stackgan", results.get(("mnist", "stackgan"), []))
+    if records:
+        acc = metric(records, "label_accuracy")
+        lines.append(f"- `stackgan` on mnist: label accuracy ≥ 95% — **{'met' if min(acc) >= 0.95 else 'not met'}** "
+                     f"({_seeds(acc, 1, 100)} %)")
+    pair = "pair:digits,mnist"
+    records = default_records(pair, "cyclegan", results.get((pair, "cyclegan"), []))
+    if records:
+        a2b, b2a = metric(records, "a2b/label_accuracy"), metric(records, "b2a/label_accuracy")
+        ok = min(a2b + b2a) >= 0.9
+        lines.append(f"- `cyclegan` on {pair}: label preservation ≥ 90% both ways — **{'met' if ok else 'not met'}** "
+                     f"(digits→mnist {_seeds(a2b, 1, 100)} %, mnist→digits {_seeds(b2a, 1, 100)} %)")
+    return lines
+
+
 def write_report(out: Path, results: dict, floors: dict, classifiers: dict, variants: list[str],
                  plan: dict, quick: bool, command: str, total_seconds: float, n_image: int,
                  setup: str = "", reused: int = 0) -> Path:
@@ -496,7 +605,7 @@ def write_report(out: Path, results: dict, floors: dict, classifiers: dict, vari
         "|---|---|---|---|",
     ]
     for dataset, entry in plan.items():
-        steps = ", ".join(f"{v} {budget(plan, dataset, v)}" for v in variants)
+        steps = ", ".join(f"{v} {budget(plan, dataset, v)}" for v in variants if (dataset, v) in results)
         n = VECTOR_N if dataset in ("ring", "grid") else n_image
         lines.append(f"| {dataset} | {entry['seeds']} | {steps} | {n} |")
     lines += [
@@ -516,11 +625,14 @@ def write_report(out: Path, results: dict, floors: dict, classifiers: dict, vari
         "",
         *pacgan_section(out),
     ]
-    for dataset in ("digits", "mnist"):
-        if not any(d == dataset for d, _ in results):
+    for dataset in plan:
+        if not dataset_spec(dataset).is_image or not any(d == dataset for d, _ in results):
             continue
         clf = classifiers.get(dataset)
         lines += [f"## {dataset}", ""]
+        if dataset_spec(dataset).domains == 2:
+            lines += [*translation_section(dataset, results, variants, floors.get(dataset), plan, clf), ""]
+            continue
         if clf:
             source = TEST_SOURCES.get(clf.get("test_source"), "test set")
             lines += [f"Feature classifier: test accuracy {100 * clf['test_accuracy']:.2f}% on the "
@@ -536,6 +648,9 @@ def write_report(out: Path, results: dict, floors: dict, classifiers: dict, vari
                   "[recipes/](recipes/); earlier measurements for targets not met (wgan-gp's λ and longer GPU "
                   "runs on the 2-D layouts, vanilla's class balance along its run, dcgan's batch): "
                   "[shortfalls.md](shortfalls.md).", ""]
+    met = zoo_targets(results)
+    if met:
+        lines += ["## Targets (issue 16)", "", *met, ""]
     seconds = run_seconds(results)
     lines += ["## Cost", "",
               f"All {len(seconds)} runs together: {sum(seconds) / 60:.0f} minutes of training and evaluation, "
@@ -736,14 +851,17 @@ def pacgan_main(args, threads: int | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, help="the mnist folder (IDX files); without it mnist is skipped")
+    parser.add_argument("--data-dir", type=Path,
+                        help="the mnist folder (IDX files); without it the datasets that read mnist are skipped")
+    parser.add_argument("--fashion-mnist-dir", type=Path,
+                        help="the fashion-mnist folder (default: 'fashion-mnist' beside --data-dir, if there)")
     parser.add_argument("--out", type=Path, default=Path("docs"), help="where results.md and results/ go")
     parser.add_argument("--runs-dir", type=Path, help="run directories (default runs/quality[-quick])")
     parser.add_argument("--quick", action="store_true", help="tiny budgets and one seed: checks the script")
     parser.add_argument("--variants", nargs="+", default=None, help="default: the built-in variants")
     parser.add_argument("--all-variants", action="store_true",
                         help="every registered variant, third-party plugins included")
-    parser.add_argument("--datasets", nargs="+", default=None, help="default: ring grid digits mnist")
+    parser.add_argument("--datasets", nargs="+", default=None, help=f"default: {' '.join(PLAN)}")
     parser.add_argument("--seeds", type=int, help="override the number of seeds per dataset")
     parser.add_argument("--fresh", action="store_true", help="retrain runs that already have a quality.json")
     parser.add_argument("--jobs", type=int, default=2,
@@ -768,9 +886,21 @@ def main(argv: list[str] | None = None) -> int:
 
     plan = json.loads(json.dumps(QUICK_PLAN if args.quick else PLAN))
     datasets = args.datasets or list(plan)
-    if "mnist" in datasets and args.data_dir is None:
-        print("no --data-dir: skipping mnist (pass the folder holding the MNIST IDX files)", file=sys.stderr)
-        datasets.remove("mnist")
+    unknown = [d for d in datasets if d not in plan]
+    if unknown:
+        parser.error(f"not in the plan: {', '.join(unknown)} (the plan: {', '.join(plan)})")
+    data_dirs = {}
+    if args.data_dir:
+        data_dirs["mnist"] = args.data_dir.resolve()
+    fashion = args.fashion_mnist_dir or (args.data_dir.parent / "fashion-mnist" if args.data_dir else None)
+    if fashion is not None and (args.fashion_mnist_dir or fashion.is_dir()):
+        data_dirs["fashion-mnist"] = fashion.resolve()
+    for dataset in list(datasets):
+        missing = missing_folders(dataset, data_dirs)
+        if missing:
+            print(f"skipping {dataset}: no folder for {', '.join(missing)} (--data-dir, --fashion-mnist-dir)",
+                  file=sys.stderr)
+            datasets.remove(dataset)
     plan = {d: plan[d] for d in datasets}
     if args.seeds:
         for entry in plan.values():
@@ -781,7 +911,6 @@ def main(argv: list[str] | None = None) -> int:
     recipe = QUICK_RECIPE if args.quick else None
     grids = args.out / "results"
     grids.mkdir(parents=True, exist_ok=True)
-    data_dir = args.data_dir.resolve() if args.data_dir else None
     ledger = None if args.no_ledger else args.ledger or (None if args.quick else grids / "runs")
     if args.save_ledger:
         if ledger is None:
@@ -796,20 +925,23 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     # The feature classifiers first (cached), so parallel jobs never train the same one twice.
-    for dataset in datasets:
-        if ganzoo.get_dataset(dataset).spec.is_image:
-            options = {"data_dir": data_dir} if dataset == "mnist" else {}
-            get_classifier(ganzoo.create_dataset(dataset, **options), recipe)
+    for part in dict.fromkeys(p for d in datasets for p in dataset_parts(d)):
+        if dataset_spec(part).is_image:
+            registered, location = dataset_location(part, data_dirs)
+            get_classifier(ganzoo.create_dataset(registered, **location), recipe)
     tasks = []
     for dataset in datasets:
         n = VECTOR_N if dataset in ("ring", "grid") else n_image
+        spec = dataset_spec(dataset)
         for variant in variants:
             cls = ganzoo.get_variant(variant)
-            if data_kind(ganzoo.get_dataset(dataset).spec) not in cls.data_kinds or cls.domains != 1:
+            if data_kind(spec) not in cls.data_kinds or cls.domains != spec.domains:
                 continue  # an image-only variant on the 2-D sets; translation models (cyclegan) need pairs
+            if variant not in plan[dataset].get("variants", [variant]):
+                continue
             for seed in range(plan[dataset]["seeds"]):
                 want_floor = not any(t[1] == dataset for t in tasks)  # one floor per dataset
-                tasks.append((variant, dataset, seed, budget(plan, dataset, variant), runs_dir, data_dir, n,
+                tasks.append((variant, dataset, seed, budget(plan, dataset, variant), runs_dir, data_dirs, n,
                               want_floor, args.fresh, recipe, run_hparams(dataset, variant)))
     tasks.sort(key=lambda t: -estimated_seconds(t[1], t[0], t[3]))  # longest first: better packing
     estimate = sum(estimated_seconds(t[1], t[0], t[3]) for t in tasks) / max(1, args.jobs)
@@ -827,14 +959,14 @@ def main(argv: list[str] | None = None) -> int:
         if "classifier" in record:
             classifiers.setdefault(dataset, record["classifier"])
         results.setdefault((dataset, variant), []).append(record)
-        final = runs_dir / f"{variant}-{dataset}-s{seed}" / "samples" / "final.png"
+        final = runs_dir / f"{variant}-{slug(dataset)}-s{seed}" / "samples" / "final.png"
         if seed == 0 and final.exists():
-            shutil.copy(final, grids / f"{variant}-{dataset}.png")  # the EMA generator's, when the run has one
+            shutil.copy(final, grids / f"{variant}-{slug(dataset)}.png")  # the EMA generator's, when the run has one
             if "no_ema_metrics" in record:
                 no_ema = final.parent / "final-no-ema.png"  # drawn when the run entered the ledger
                 if not no_ema.exists():
                     save_no_ema_grid(final.parent.parent, no_ema)
-                shutil.copy(no_ema, grids / f"{variant}-{dataset}-no-ema.png")
+                shutil.copy(no_ema, grids / f"{variant}-{slug(dataset)}-no-ema.png")
     total = time.perf_counter() - start
     command = "python benchmarks/quality.py" + (" --quick" if args.quick else "") + \
         (f" --data-dir {args.data_dir}" if args.data_dir else "")

@@ -130,7 +130,8 @@ def run_trial(name: str, out: Path, runs_dir: Path, jobs: int, fresh: bool,
     for seed in range(trial["seeds"]):
         for index, (label, recipe) in enumerate(trial["recipes"].items()):
             # Seed 0 also scores the real-data floor, so the run can join the results table as it is.
-            tasks.append((variant, dataset, seed, steps, runs_dir / name, data_dir, n, seed == 0, fresh, None,
+            tasks.append((variant, dataset, seed, steps, runs_dir / name, {"mnist": data_dir} if data_dir else {},
+                          n, seed == 0, fresh, None,
                           recipe["hparams"], f"r{index}", recipe["dataset_options"]))
             labels.append(label)
     start = time.perf_counter()

@@ -130,3 +130,43 @@ def test_the_ledger_carries_finished_runs_to_a_clean_checkout(tmp_path, quality,
     assert quality.main([*args[:-2], "--ledger", str(other), "--out", str(tmp_path / "docs"),
                          "--runs-dir", str(tmp_path / "runs"), "--save-ledger"]) == 0
     assert (other / "vanilla-ring-s0" / "quality.json").exists()
+
+
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+def test_a_pair_entry_names_its_parts_folders_and_files_safely(quality):
+    mnist = Path("/data/mnist")
+    assert quality.dataset_parts("pair:digits,mnist") == ["digits", "mnist"]
+    assert quality.dataset_location("pair:digits,mnist", {"mnist": mnist}) == \
+        ("pair", {"data_dir": f"digits,mnist:{mnist}"})
+    assert quality.dataset_location("mnist", {"mnist": mnist}) == ("mnist", {"data_dir": mnist})
+    assert quality.dataset_location("digits", {"mnist": mnist}) == ("digits", {})
+    assert quality.missing_folders("pair:digits,mnist", {}) == ["mnist"]
+    assert quality.missing_folders("pair:digits,mnist", {"mnist": mnist}) == []
+    assert quality.slug("pair:digits,mnist") == "pair-digits-mnist" and quality.slug("mnist") == "mnist"
+    spec = quality.dataset_spec("pair:digits,mnist")
+    assert spec.domains == 2 and tuple(spec.shape) == (1, 28, 28) and spec.is_image
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="needs ../shared/data/mnist")
+def test_a_translation_model_gets_its_table_both_ways(tmp_path, quality):
+    args = ["--quick", "--datasets", "pair:digits,mnist", "--data-dir", str(SHARED_MNIST), "--jobs", "1",
+            "--out", str(tmp_path / "docs"), "--runs-dir", str(tmp_path / "runs")]
+    assert quality.main(args) == 0
+    report = (tmp_path / "docs" / "results.md").read_text()
+    assert "## pair:digits,mnist" in report and "digits→mnist label kept % ↑" in report
+    rows = [line for line in report.splitlines() if line.startswith("| `cyclegan` |")]
+    assert len(rows) == 2 and all("results/cyclegan-pair-digits-mnist" in row for row in rows)
+    assert "`cyclegan` on pair:digits,mnist: label preservation ≥ 90% both ways" in report
+    record = json.loads((tmp_path / "runs" / "cyclegan-pair-digits-mnist-s0" / "quality.json").read_text())
+    assert {"a2b/label_accuracy", "b2a/label_accuracy"} <= set(record["metrics"])
+    assert "| pair:digits,mnist | 1 | cyclegan 10 | 500 |" in report  # budgets: the runs this table has
+
+
+def test_a_plan_dataset_without_its_folder_is_skipped(tmp_path, quality, capsys):
+    args = ["--quick", "--datasets", "pair:digits,mnist", "--jobs", "1",
+            "--out", str(tmp_path / "docs"), "--runs-dir", str(tmp_path / "runs")]
+    assert quality.main(args) == 0
+    assert "skipping pair:digits,mnist: no folder for mnist" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
