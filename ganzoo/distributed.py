@@ -167,6 +167,29 @@ def all_reduce_max(value: float, ctx: DistContext, device: torch.device) -> floa
     return flag.item()
 
 
+def gather_from_ranks(rows: torch.Tensor) -> list[torch.Tensor]:
+    """Every rank's ``rows`` (k_r, ...), in rank order; ``[rows]`` outside torchrun.
+
+    For a variant's own state that each rank changes from its shard (cyclegan's image pools):
+    gathered in ``end_step``, every rank can apply all shards' changes in shard order and stay
+    equal to a single process with ``--accumulate``. The row counts may differ between ranks
+    (the other dimensions may not); every rank must call it at the same point of the step.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [rows]
+    world = dist.get_world_size()
+    counts = [torch.zeros(1, dtype=torch.long, device=rows.device) for _ in range(world)]
+    dist.all_gather(counts, torch.tensor([rows.shape[0]], dtype=torch.long, device=rows.device))
+    longest = max(int(c) for c in counts)
+    padded = rows.new_zeros(longest, *rows.shape[1:])
+    padded[:rows.shape[0]] = rows
+    gathered = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(gathered, padded.contiguous())
+    return [part[:int(count)] for part, count in zip(gathered, counts)]
+
+
 def broadcast_object(value: Any, ctx: DistContext) -> Any:
     if not ctx.enabled:
         return value

@@ -70,12 +70,28 @@ def test_image_pool_fills_then_swaps_half_the_time():
     torch.manual_seed(0)
     pool = ImagePool(4, (1, 2, 2))
     first = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 1, 2, 2)
-    assert torch.equal(pool.query(first), first) and int(pool.count) == 4  # filling: returned as given
+    assert torch.equal(pool.query(first), first)  # filling: returned as given...
+    assert int(pool.count) == 0
+    pool.commit()  # ...and stored when the step ends
+    assert int(pool.count) == 4 and torch.equal(pool.images, first)
     new = torch.arange(100.0, 300.0).view(200, 1, 1, 1).expand(200, 1, 2, 2)
     out = pool.query(new)
     swapped = (out != new).flatten(1).any(1)
     assert 0.35 < swapped.float().mean().item() < 0.65  # about half come from the pool
     assert set(out[swapped][:, 0, 0, 0].tolist()) <= set(range(0, 300))  # older fakes, never invented
+    assert torch.equal(pool.images, first)  # staged, not applied, until the step ends
+    pool.commit()
+    # The pool now holds, in each slot, the last fake swapped into it (sequentially, as the paper's).
+    values = set(pool.images[:, 0, 0, 0].tolist())
+    assert values <= set(range(100, 300)) | set(range(4)) and values != set(range(4))
+
+
+def test_a_pool_query_sees_the_step_start_and_commits_in_order():
+    pool = ImagePool(2, (1, 1, 1))
+    pool.query(torch.full((1, 1, 1, 1), 1.0))  # micro-batch 0 appends one fake
+    pool.query(torch.full((2, 1, 1, 1), 2.0))  # micro-batch 1 sees an empty pool too and appends two
+    pool.commit()  # in order: 1 then the first 2; the second 2 finds the pool full and is dropped
+    assert pool.images.flatten().tolist() == [1.0, 2.0] and int(pool.count) == 2
 
 
 def test_the_decay_starts_at_half_the_run_unless_set():

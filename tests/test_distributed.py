@@ -71,6 +71,23 @@ def test_growing_and_staged_variants_are_exact_under_torchrun(tmp_path, variant,
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5, msg=name)
 
 
+def test_cyclegan_pools_are_exact_under_torchrun(tmp_path):
+    # A pool of 4 fills in the first step (8 fakes per shard), then swaps: each rank changes its
+    # copy from its own shard, and the step's end replays both shards' changes on every rank.
+    ranked, single = tmp_path / "ranked", tmp_path / "single"
+    common = ["--dataset", "pair:digits,digits", "--device", "cpu", "--batch-size", "16", "--quiet",
+              "--sample-every", "0", "--set", "g_width=8", "d_width=8", "res_blocks=1", "pool_size=4"]
+    result = torchrun("train", "cyclegan", "--steps", "3", "--out", str(ranked), *common)
+    assert result.returncode == 0, result.stderr[-3000:]
+    torch.set_num_threads(1)
+    assert main(["train", "cyclegan", "--steps", "3", "--out", str(single), "--accumulate", "2", *common]) == 0
+    a, b = parameters(ranked), parameters(single)
+    assert {"pool_a.images", "pool_b.images", "pool_a.count"} <= a.keys() and a.keys() == b.keys()
+    assert int(a["pool_a.count"]) == 4 and a["pool_b.images"].abs().sum() > 0
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
 def test_resume_a_two_rank_run(tmp_path):
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     assert torchrun("train", "dcgan", "--steps", "4", "--out", str(straight), *SMALL).returncode == 0

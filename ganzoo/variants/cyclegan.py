@@ -30,10 +30,12 @@ thread beside two other jobs took 0.39 s per step on 28-px digits (batch 16:
 0.77), about 20 minutes for the default run.
 
 The pools are buffers of the nets (``pool_a``, ``pool_b``), so checkpoints
-hold them and a run resumes bit-identically. Under torchrun each rank
-updates its own copy from its shard, and rank 0's copy is broadcast before
-every step: the pools there are not those of one process with
-``--accumulate``, so such a run is close to, not equal to, a single-process one.
+hold them and a run resumes bit-identically. Each micro-batch queries a pool
+as it stood at the step's start and ``end_step`` replays every micro-batch's
+changes in shard order, gathered from all ranks
+(:func:`ganzoo.distributed.gather_from_ranks`): with one micro-batch that is
+the paper's pool exactly, and a torchrun run equals one process with
+``--accumulate`` over the same global batches.
 
 Sampling: a translation model has no noise. ``latent(n)`` draws noise images
 that ``generate`` translates from A to B (what the conformance kit and
@@ -50,10 +52,11 @@ from torch import nn
 
 from ..data.base import Batch, DataSpec
 from ..data.pair import REAL_B
+from ..distributed import gather_from_ranks
 from ..errors import GanzooError
 from ..hookspecs import hookimpl
 from ..nets import dcgan_init
-from ..variant import Phase, Variant
+from ..variant import Phase, TrainState, Variant
 
 
 class ResidualBlock(nn.Module):
@@ -107,31 +110,69 @@ class PatchDiscriminator(nn.Module):
 class ImagePool(nn.Module):
     """The latest ``size`` fakes (Shrivastava et al. 2017), as buffers so checkpoints hold them.
 
-    :meth:`query` stores new fakes while the pool fills; once full, each new fake is returned
-    as is half the time, and otherwise swapped for a random pooled fake (which is returned).
-    Its randomness comes from torch's default RNG, which checkpoints also hold."""
+    :meth:`query` takes one micro-batch of new fakes (n, C, H, W): while the pool fills, each is
+    stored and returned as is; once full, each is returned as is half the time, and otherwise
+    swapped for a random pooled fake (which is returned). Its randomness comes from torch's
+    default RNG (per micro-batch under the trainer's sharding), which checkpoints also hold.
+
+    Why queries are staged: every micro-batch of a step queries the pool as it stood at the step's
+    start (plus its own changes), and :meth:`commit` (from ``end_step``) replays every micro-batch's
+    changes in shard order, gathered from all ranks. With one micro-batch this is exactly the paper's
+    sequential pool; with several it does not depend on how they are laid out, so a torchrun run
+    equals one process with ``--accumulate`` (the buffers are then equal on every rank too).
+    """
+
+    #: The kind of a staged change: store in the next free slot (else a swap's slot index, >= 0).
+    APPEND = -1
 
     def __init__(self, size: int, shape: tuple[int, ...]):
         super().__init__()
         self.size = size
         self.register_buffer("images", torch.zeros(size, *shape))
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
+        self._staged: list[tuple[torch.Tensor, torch.Tensor]] = []  # (slots (k,), images (k, C, H, W))
 
     @torch.no_grad()
     def query(self, fakes: torch.Tensor) -> torch.Tensor:
+        """Fakes (n, C, H, W) -> what D sees, (n, C, H, W); the pool's change is staged for :meth:`commit`."""
         if self.size == 0:
             return fakes
-        out = fakes.clone()
+        out, working, count = fakes.clone(), self.images.clone(), int(self.count)
+        slots = []
         for i in range(fakes.shape[0]):
-            count = int(self.count)
             if count < self.size:
-                self.images[count] = fakes[i]
-                self.count += 1
+                working[count] = fakes[i]
+                count += 1
+                slots.append(self.APPEND)
             elif float(torch.rand(())) < 0.5:
                 j = int(torch.randint(self.size, ()))
-                out[i] = self.images[j]
-                self.images[j] = fakes[i]
+                out[i] = working[j]
+                working[j] = fakes[i]
+                slots.append(j)
+            else:
+                slots.append(None)
+        kept = [i for i, slot in enumerate(slots) if slot is not None]
+        if kept:
+            self._staged.append((torch.tensor([slots[i] for i in kept], dtype=torch.long, device=fakes.device),
+                                 fakes[kept].detach().clone()))
         return out
+
+    @torch.no_grad()
+    def commit(self) -> None:
+        """Apply the staged changes of every micro-batch of this step, all ranks' in shard order."""
+        shape = self.images.shape[1:]
+        slots = torch.cat([s for s, _ in self._staged]) if self._staged else \
+            torch.zeros(0, dtype=torch.long, device=self.images.device)
+        images = torch.cat([x for _, x in self._staged]) if self._staged else self.images.new_zeros(0, *shape)
+        self._staged.clear()
+        for rank_slots, rank_images in zip(gather_from_ranks(slots), gather_from_ranks(images)):
+            for slot, image in zip(rank_slots.tolist(), rank_images):
+                if slot == self.APPEND:
+                    if int(self.count) < self.size:
+                        self.images[int(self.count)] = image
+                        self.count += 1
+                else:
+                    self.images[slot] = image
 
 
 def lsgan(scores: torch.Tensor, target: float) -> torch.Tensor:
@@ -227,6 +268,11 @@ class CycleGAN(Variant):
         a2b, b2a = nets["G_ab"](a), nets["G_ba"](b)
         rows = torch.stack([a, a2b, nets["G_ba"](a2b), b, b2a, nets["G_ab"](b2a)], dim=1)  # (8, 6, C, H, W)
         return rows.flatten(0, 1), 6
+
+    def end_step(self, state: TrainState) -> None:
+        """The step's pool changes, from every micro-batch and rank (see :class:`ImagePool`)."""
+        for name in ("pool_a", "pool_b"):
+            state.nets[name].commit()
 
     # -- losses -----------------------------------------------------------------------------------
     def generator_loss(self, nets: nn.ModuleDict, batch: Batch):
