@@ -28,14 +28,17 @@ interrupted rebuild continues where it stopped (``--fresh`` starts over).
 
 A full rebuild takes longer than one working session, so every finished run
 is also kept in a ledger committed with the docs, ``OUT/results/runs/NAME/``:
-its ``quality.json`` (the evaluation, its date, times and machine),
-``config.json`` and, for seed 0, its final grids. A later invocation on a
-clean checkout restores the ledger's runs into the runs directory and reuses
-them under the same rules (same hyperparameters, dataset options, steps and
-sample count; anything else retrains), so the table is built from runs made
-across sessions; results.md says how many were reused and each run's record
-keeps its own date. ``--save-ledger`` copies the finished runs of the runs
-directory into the ledger and exits (for runs an older copy of this script made).
+its ``quality.json`` (the evaluation, its times and thread count),
+``config.json`` (with the date it was trained) and, for seed 0, its final
+grids. A later invocation on a clean checkout restores the ledger's runs into
+the runs directory and reuses them under the same rules (same
+hyperparameters, dataset options, steps and sample count; anything else
+retrains), so the table is built from runs made across sessions; results.md
+says how many were reused. ``--save-ledger`` copies the finished runs of the
+runs directory into the ledger and exits (for runs an older copy of this
+script made); ``--no-train`` writes the report from the finished runs alone,
+saying which of the plan's runs are still to train and between which dates
+the finished ones were trained.
 
 Budgets are chosen so the full rebuild fits in about 2.5 hours on 2 CPU cores (issue 14);
 they are below the papers' budgets, and results.md says so.
@@ -299,6 +302,23 @@ def restore_from_ledger(ledger: Path, runs_dir: Path) -> int:
     return restored
 
 
+def finished_record(variant: str, dataset: str, seed: int, steps: int, runs_dir: Path, n: int, floor: bool,
+                    hparams: dict[str, Any] | None = None, name: str | None = None,
+                    dataset_options: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The run's record if it finished with these settings (steps, samples, hyperparameters,
+    dataset options, the floor when asked), marked ``reused``; else None (it must be trained)."""
+    run_dir = runs_dir / f"{name or variant}-{slug(dataset)}-s{seed}"
+    done = run_dir / "quality.json"  # not eval.json: `ganzoo eval RUN_DIR` writes that one, with its own --n
+    if not done.exists():
+        return None
+    record = json.loads(done.read_text())
+    if (record.get("step") == steps and record.get("n") == n and ("floor" in record or not floor)
+            and _same_hparams(run_dir, variant, dataset, steps, hparams)
+            and _same_dataset_options(run_dir, variant, dataset, dataset_options)):
+        return record | {"reused": True, "run_dir": str(run_dir)}
+    return None
+
+
 def run_one(variant: str, dataset: str, seed: int, steps: int, runs_dir: Path, data_dirs: dict[str, Path] | None,
             n: int, floor: bool, fresh: bool, recipe: ClassifierRecipe | None = None,
             hparams: dict[str, Any] | None = None, name: str | None = None,
@@ -311,14 +331,11 @@ def run_one(variant: str, dataset: str, seed: int, steps: int, runs_dir: Path, d
     """
     hparams = dict(hparams or {})
     run_dir = runs_dir / f"{name or variant}-{slug(dataset)}-s{seed}"
-    # Not eval.json: `ganzoo eval RUN_DIR` writes that one, with its own --n.
     done = run_dir / "quality.json"
-    if done.exists() and not fresh:
-        record = json.loads(done.read_text())
-        if (record.get("step") == steps and record.get("n") == n and ("floor" in record or not floor)
-                and _same_hparams(run_dir, variant, dataset, steps, hparams)
-                and _same_dataset_options(run_dir, variant, dataset, dataset_options)):
-            return record | {"reused": True, "run_dir": str(run_dir)}
+    if not fresh:
+        record = finished_record(variant, dataset, seed, steps, runs_dir, n, floor, hparams, name, dataset_options)
+        if record is not None:
+            return record
     if run_dir.exists():
         shutil.rmtree(run_dir)
     options = ganzoo.TrainOptions(device="cpu", seed=seed, sample_every=0, ckpt_every=0, log_every=100,
@@ -570,14 +587,33 @@ def zoo_targets(results: dict) -> list[str]:
     return lines
 
 
+def run_dates(results: dict) -> tuple[str, str] | None:
+    """The first and last day the results' runs were trained (their configs' ``created``)."""
+    days = []
+    for records in results.values():
+        for record in records:
+            try:
+                days.append(json.loads((Path(record["run_dir"]) / "config.json").read_text())["created"][:10])
+            except (OSError, ValueError, KeyError):
+                continue
+    return (min(days), max(days)) if days else None
+
+
 def write_report(out: Path, results: dict, floors: dict, classifiers: dict, variants: list[str],
                  plan: dict, quick: bool, command: str, total_seconds: float, n_image: int,
-                 setup: str = "", reused: int = 0) -> Path:
+                 setup: str = "", reused: int = 0, pending: list[str] | None = None) -> Path:
     cpu = platform.processor() or platform.machine()
     lines = ["# Results: every variant, fixed budgets and seeds", ""]
     if quick:
         lines += ["> **Quick check (`--quick`): tiny budgets and one seed. These numbers only show that the "
                   "script works; they say nothing about the variants. Rebuild with the full command below.**", ""]
+    if pending:
+        done = sum(len(r) for r in results.values())
+        dates = run_dates(results)
+        lines += [f"> **Partial table: {done} of the plan's runs are finished"
+                  + (f" (trained {dates[0]} to {dates[1]})" if dates else "") + "; the tables, targets and costs "
+                  "below cover those only. Still to train: " + ", ".join(pending) + ". The same command continues "
+                  "the rebuild from the ledger.**", ""]
     lines += [
         f"Rebuilt with `{command}` on {date.today()} ({cpu}, {os.cpu_count()} cores, {setup}, "
         f"torch {torch.__version__}, device cpu) in {total_seconds / 60:.0f} min"
@@ -877,6 +913,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-ledger", action="store_true",
                         help="copy the runs directory's finished runs into the ledger and exit")
     parser.add_argument("--no-ledger", action="store_true", help="neither restore runs from the ledger nor add to it")
+    parser.add_argument("--no-train", action="store_true",
+                        help="write the report from the finished runs (the ledger's included) and list the "
+                             "runs still to train, training none")
     args = parser.parse_args(argv)
     threads = args.threads or (1 if args.jobs > 1 else None)
     if threads:
@@ -943,6 +982,12 @@ def main(argv: list[str] | None = None) -> int:
                 want_floor = not any(t[1] == dataset for t in tasks)  # one floor per dataset
                 tasks.append((variant, dataset, seed, budget(plan, dataset, variant), runs_dir, data_dirs, n,
                               want_floor, args.fresh, recipe, run_hparams(dataset, variant)))
+    pending = []
+    if args.no_train:
+        # Finished runs only, floors where they have them (the report takes each dataset's first).
+        tasks = [(*t[:7], False, *t[8:]) for t in tasks]
+        pending = [t for t in tasks if finished_record(*t[:5], t[6], False, t[10]) is None]
+        tasks = [t for t in tasks if t not in pending]
     tasks.sort(key=lambda t: -estimated_seconds(t[1], t[0], t[3]))  # longest first: better packing
     estimate = sum(estimated_seconds(t[1], t[0], t[3]) for t in tasks) / max(1, args.jobs)
     print(f"{len(tasks)} runs, estimated {estimate / 60:.0f} min with {args.jobs} job(s) on 2 CPU cores "
@@ -969,10 +1014,15 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copy(no_ema, grids / f"{variant}-{slug(dataset)}-no-ema.png")
     total = time.perf_counter() - start
     command = "python benchmarks/quality.py" + (" --quick" if args.quick else "") + \
-        (f" --data-dir {args.data_dir}" if args.data_dir else "")
+        (f" --data-dir {args.data_dir}" if args.data_dir else "") + (" --no-train" if args.no_train else "")
     setup = f"{args.jobs} job(s) of {threads or torch.get_num_threads()} thread(s)"
+    by_pair: dict[str, list[str]] = {}
+    for t in pending:
+        by_pair.setdefault(f"{t[0]} on {t[1]}", []).append(str(t[2]))
+    pending_names = [f"{pair} (seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)})"
+                     for pair, seeds in by_pair.items()]
     path = write_report(args.out, results, floors, classifiers, variants, plan, args.quick, command, total, n_image,
-                        setup, reused=sum(1 for r in records if r.get("reused")))
+                        setup, reused=sum(1 for r in records if r.get("reused")), pending=pending_names)
     (grids / "results.json").write_text(json.dumps(
         {"plan": plan, "runs": [r for records in results.values() for r in records], "floors": floors},
         indent=1) + "\n")
