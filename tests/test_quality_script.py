@@ -170,3 +170,15 @@ def test_a_plan_dataset_without_its_folder_is_skipped(tmp_path, quality, capsys)
     assert quality.main(args) == 0
     assert "skipping pair:digits,mnist: no folder for mnist" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_no_train_reports_the_finished_runs_and_names_the_rest(tmp_path, quality):
+    common = ["--quick", "--datasets", "ring", "--jobs", "1", "--out", str(tmp_path / "docs"),
+              "--runs-dir", str(tmp_path / "runs")]
+    assert quality.main([*common, "--variants", "vanilla"]) == 0
+    assert quality.main([*common, "--variants", "vanilla", "wgan-gp", "--no-train"]) == 0
+    report = (tmp_path / "docs" / "results.md").read_text()
+    assert "Partial table: 1 of the plan's runs are finished" in report
+    assert "Still to train: wgan-gp on ring (seed 0)" in report
+    assert "| `vanilla` | ganzoo | 1 |" in report and "| `wgan-gp` | ganzoo |" not in report
+    assert not (tmp_path / "runs" / "wgan-gp-ring-s0").exists()
