@@ -92,6 +92,21 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+    return value
+
+
+#: ``ganzoo sample`` options passed to ``Variant.generate`` as keywords when given (the variant must list
+#: each in ``sampling_options``, else a one-line error): the argparse destination is the keyword.
+SAMPLING_OPTIONS = ("stage", "truncation", "style_mix")
+
+
 def path_arg(text: str) -> Path:
     """An argparse type: a non-empty path (``--out ""``, e.g. from an unset shell variable, would
     otherwise mean the current directory)."""
@@ -202,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", type=_positive_int, metavar="N",
                    help="the stage to draw from, for staged variants (stackgan: 1 = Stage-I, 2 = Stage-II, "
                         "the default once trained)")
+    p.add_argument("--truncation", type=_finite_float, metavar="PSI",
+                   help="the truncation trick, for variants with a latent average (stylegan2: PSI in (0, 1], "
+                        "w = w_avg + PSI (w - w_avg))")
+    p.add_argument("--style-mix", dest="style_mix", type=_positive_int, nargs="?", const=True, metavar="RES",
+                   help="a style-mixing grid, for style-based variants (stylegan2: --n K*K samples, row i's "
+                        "styles up to RES px, default 8, with column j's finer ones; not with --interpolate)")
     add_threads_option(p)
     p.set_defaults(handler=cmd_sample)
 
@@ -338,7 +359,9 @@ def sample_file_name(seed: int, *, label: int | None = None, no_ema: bool = Fals
     parts = [stem, f"seed{seed}"]
     if label is not None:
         parts.append(f"label{label}")
-    parts += [f"{key}{value}" for key, value in sorted((options or {}).items())]
+    # An option given as a bare flag (True) is named alone: --style-mix -> "style-mix".
+    parts += [key.replace("_", "-") + ("" if value is True else f"{value}")
+              for key, value in sorted((options or {}).items())]
     if no_ema:
         parts.append("no-ema")
     return "-".join(parts) + (".gif" if gif else ".png")
@@ -358,7 +381,9 @@ def cmd_sample(args) -> int:
     if args.out is not None and args.out.suffix.lower() != (".gif" if args.gif else ".png"):
         raise GanzooError(f"--out must end in {'.gif' if args.gif else '.png'}"
                           f"{' with --gif' if args.gif else ' (or add --gif for an animation)'}, got {args.out}")
-    options = {"stage": args.stage} if args.stage is not None else {}
+    options = {key: getattr(args, key) for key in SAMPLING_OPTIONS if getattr(args, key) is not None}
+    if "style_mix" in options and steps is not None:
+        raise GanzooError("--style-mix draws a grid of its own; it does not combine with --interpolate or --gif")
     loaded = load_generator(args.path, resolve_device(args.device), ema=not args.no_ema)
     # An EMA run sampled from G itself gets its own file, so the two never overwrite each other.
     name = sample_file_name(args.seed, label=args.label, no_ema=args.no_ema and loaded.has_ema,

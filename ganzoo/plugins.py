@@ -33,6 +33,7 @@ BUILTIN_PLUGINS = (
     "ganzoo.variants.wgan_gp",
     "ganzoo.variants.pggan",
     "ganzoo.variants.stackgan",
+    "ganzoo.variants.stylegan2",
     "ganzoo.variants.cyclegan",
     "ganzoo.data.toy",
     "ganzoo.data.digits",

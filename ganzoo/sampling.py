@@ -61,9 +61,14 @@ def check_sampling_options(variant: Variant, options: dict | None) -> dict:
     options = dict(options or {})
     for key in options:
         if key not in variant.sampling_options:
-            offered = ", ".join(f"--{k}" for k in variant.sampling_options) or "none"
-            raise GanzooError(f"variant {variant.name!r} has no sampling option --{key} (its options: {offered})")
+            offered = ", ".join(_flag(k) for k in variant.sampling_options) or "none"
+            raise GanzooError(f"variant {variant.name!r} has no sampling option {_flag(key)} (its options: {offered})")
     return options
+
+
+def _flag(key: str) -> str:
+    """A sampling option's command-line flag: ``style_mix`` -> ``--style-mix``."""
+    return "--" + key.replace("_", "-")
 
 
 def sample(path: str | Path | LoadedGenerator, n: int = 64, label: int | None = None,

@@ -49,7 +49,8 @@ How other designs fit without touching the trainer:
   only when sampling.
 * **Extra regularisers** (R1, path length): part of a phase's loss
   (``TwoPlayerVariant`` adds R1 with ``r1_gamma``), or a phase of their own
-  with ``every=16`` for lazy regularisation, stepping the same optimiser. Each
+  with ``every=16`` for lazy regularisation, stepping the same optimiser
+  (``stylegan2``: R1 and path length). Each
   phase's gradients are averaged over torchrun ranks by the trainer after
   its backward, so any loss, a double backward included, is exact under
   torchrun; losses always receive the plain nets.

@@ -14,7 +14,7 @@ from ganzoo import plugins
 from ganzoo.cli import main
 from ganzoo.registry import DATASETS, VARIANTS
 
-BUILTIN_VARIANTS = ["cgan", "cyclegan", "dcgan", "lsgan", "pggan", "stackgan", "vanilla", "wgan-gp"]
+BUILTIN_VARIANTS = ["cgan", "cyclegan", "dcgan", "lsgan", "pggan", "stackgan", "stylegan2", "vanilla", "wgan-gp"]
 BUILTIN_DATASETS = ["25gaussians", "8gaussians", "cifar10", "digits", "fashion-mnist", "folder", "folder-pair",
                     "grid", "mnist", "pair", "ring", "swissroll"]
 
