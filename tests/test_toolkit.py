@@ -781,7 +781,15 @@ BAD = [
     (["dcgan", "--set", "ema=0.9", "ema_start=4"], "ema_start must be >= 0 and below steps (4)"),
     (["dcgan", "--set", "lr_schedule=linear", "lr_decay_start=9"], "lr_decay_start must be >= 0 and below steps"),
     (["dcgan", "--set", "lr_decay_start=2"], "lr_decay_start=2 has no effect while lr_schedule is off"),
+    # pggan's default ramp-up does not block turning EMA off; a ramp-up the user sets does.
+    (["pggan", "--set", "ema=0", "ema_rampup=0.1"], "ema_rampup=0.1 has no effect while ema is off"),
 ]
+
+
+def test_turning_a_feature_off_keeps_the_variants_own_secondary_defaults():
+    spec = ganzoo.create_dataset("digits").spec
+    variant = ganzoo.create_variant("pggan", spec, ema=0.0)  # pggan's default ema_rampup is 0.05
+    assert variant.hparams["ema"] == 0.0 and "ema" not in [f.name for f in variant.toolkit.active]
 
 
 @pytest.mark.parametrize("argv, message", BAD, ids=[f"{a[0]}-{a[-1]}" for a, _ in BAD])

@@ -152,11 +152,14 @@ class Toolkit:
 
     def validate(self) -> None:
         hp = self.variant.hparams
+        # The variant's own defaults (e.g. pggan's ema_rampup) are not the user's doing: `--set ema=0`
+        # alone must turn EMA off, so only a value differing from both "off" and the default is idle.
+        own = type(self.variant).resolve_hparams(self.variant.spec, {})
         for feature in features().values():
             if feature.name not in self.variant.features or feature in self.active:
                 continue
             # A secondary option of a feature that is off would silently do nothing.
-            idle = [k for k, off in feature.hparams.items() if hp.get(k, off) != off]
+            idle = [k for k, off in feature.hparams.items() if hp.get(k, off) not in (off, own.get(k, off))]
             if idle:
                 main = next(iter(feature.hparams))
                 raise GanzooError(f"{idle[0]}={hp[idle[0]]} has no effect while {feature.name} is off; "
