@@ -12,7 +12,8 @@ module keeps:
 * **Conditioning augmentation** (section 3.1): a fully connected layer maps
   the embedding to a mean and a log-variance; the generator receives
   c = mu + sigma * eps, eps ~ N(0, I), and its loss adds
-  ``kl_weight`` * KL(N(mu, sigma^2) || N(0, I)) (lambda = 1 in the paper).
+  ``kl_weight`` * KL(N(mu, sigma^2) || N(0, I)) (lambda = 1 in the paper),
+  the KL averaged over c's dimensions as the reference code computes it.
   Each stage has its own.
 * **Stage-I** (16x16 here; 64x64 in the paper): G maps [z, c] through a dense
   layer to 4x4 and upsamples (nearest + 3x3 conv, BatchNorm, ReLU) to the
@@ -78,8 +79,10 @@ class ConditioningAugmentation(nn.Module):
 
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)), summed over dimensions, averaged over the batch."""
-    return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).sum(dim=1).mean()
+    """KL(N(mu, exp(logvar)) || N(0, I)) per dimension: averaged over dimensions and the batch, as the
+    reference code's ``KL_loss`` computes it (a sum over the c_dim dimensions would weigh the term
+    c_dim times more, and pulled mu to 0 so hard that the label barely reached the generator)."""
+    return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).mean()
 
 
 def up_block(in_channels: int, out_channels: int) -> nn.Sequential:
