@@ -5,8 +5,8 @@
     python benchmarks/quality.py --pacgan                                 # PacGAN Table 1 -> docs/pacgan.md
 
 For every registered variant (or ``--variants``) and each dataset of the plan
-(``ring``, ``grid``, ``digits``, ``mnist``; ``fashion-mnist`` for pggan and
-``pair:digits,mnist`` for translation models), trains ``seeds`` runs with the
+(``ring``, ``grid``, ``digits``, ``mnist``; ``fashion-mnist`` for dcgan,
+pggan, stylegan2 and biggan, and ``pair:digits,mnist`` for translation models), trains ``seeds`` runs with the
 stated generator-step budget, evaluates each with :func:`ganzoo.evaluate`
 (2500 samples on 2-D data, the PacGAN/VEEGAN protocol; ``IMAGE_N`` samples on
 images, in the feature space of the cached classifier; a translation model
@@ -78,8 +78,9 @@ PLAN: dict[str, dict[str, Any]] = {
     "grid": {"seeds": 3, "steps": {"*": "default"}},
     "digits": {"seeds": 3, "steps": {"*": "default"}},
     "mnist": {"seeds": 3, "steps": {"*": "default"}},
-    # Issue 16's rows: a dataset's "variants" limits which variants train on it.
-    "fashion-mnist": {"seeds": 2, "steps": {"*": "default"}, "variants": ["pggan"]},
+    # Issues 16 and 17: a dataset's "variants" limits which variants train on it (dcgan: the
+    # DCGAN-class row the modern families are read against).
+    "fashion-mnist": {"seeds": 2, "steps": {"*": "default"}, "variants": ["dcgan", "pggan", "stylegan2", "biggan"]},
     "pair:digits,mnist": {"seeds": 2, "steps": {"*": "default"}, "variants": ["cyclegan"]},
 }
 #: Datasets read from files: the folder of each is --data-dir (mnist) or beside it
@@ -97,7 +98,8 @@ COST_PER_STEP = {("vector", "wgan-gp"): 0.28, ("vector", "*"): 0.04,
                  ("image", "wgan-gp"): 0.20, ("image", "dcgan"): 0.17,  # dcgan: batch 128
                  ("image", "vanilla"): 0.005, ("image", "*"): 0.11,
                  # From per-resolution / per-stage timings beside two jobs, not yet from full runs:
-                 ("image", "pggan"): 0.48, ("image", "stackgan"): 0.12, ("image", "cyclegan"): 0.40}
+                 ("image", "pggan"): 0.48, ("image", "stackgan"): 0.21, ("image", "cyclegan"): 0.40,
+                 ("image", "stylegan2"): 0.44}
 EVAL_SECONDS = {"vector": 2, "image": 45}
 #: --quick: tiny budgets, one seed (checks the script, not the variants).
 QUICK_PLAN: dict[str, dict[str, Any]] = {
@@ -105,7 +107,7 @@ QUICK_PLAN: dict[str, dict[str, Any]] = {
     "grid": {"seeds": 1, "steps": {"*": 30}},
     "digits": {"seeds": 1, "steps": {"*": 10}},
     "mnist": {"seeds": 1, "steps": {"*": 10}},
-    "fashion-mnist": {"seeds": 1, "steps": {"*": 10}, "variants": ["pggan"]},
+    "fashion-mnist": {"seeds": 1, "steps": {"*": 10}, "variants": ["dcgan", "pggan", "stylegan2", "biggan"]},
     "pair:digits,mnist": {"seeds": 1, "steps": {"*": 10}, "variants": ["cyclegan"]},
 }
 VECTOR_N = 2500  # the PacGAN/VEEGAN protocol
@@ -562,7 +564,8 @@ def translation_section(dataset: str, results: dict, variants: list[str], floor:
 
 
 def zoo_targets(results: dict) -> list[str]:
-    """Issue 16's targets for pggan, stackgan and cyclegan (default recipe rows, every seed)."""
+    """Issues 16 and 17: the targets of pggan, stackgan, cyclegan, stylegan2 and biggan (default rows,
+    every seed)."""
     lines = []
     records = default_records("mnist", "pggan", results.get(("mnist", "pggan"), []))
     if records:
@@ -584,6 +587,20 @@ def zoo_targets(results: dict) -> list[str]:
         ok = min(a2b + b2a) >= 0.9
         lines.append(f"- `cyclegan` on {pair}: label preservation ≥ 90% both ways — **{'met' if ok else 'not met'}** "
                      f"(digits→mnist {_seeds(a2b, 1, 100)} %, mnist→digits {_seeds(b2a, 1, 100)} %)")
+    records = default_records("mnist", "stylegan2", results.get(("mnist", "stylegan2"), []))
+    if records:
+        fd, precision = metric(records, "frechet_distance"), metric(records, "precision")
+        ok = max(fd) <= 60 and min(precision) >= 0.6
+        lines.append(f"- `stylegan2` on mnist: FD ≤ 60, precision ≥ 0.6 — **{'met' if ok else 'not met'}** "
+                     f"(FD {_seeds(fd, 1)}, precision {_seeds(precision, 3)})")
+    for dataset, least in (("mnist", 0.98), ("fashion-mnist", 0.90)):
+        records = default_records(dataset, "biggan", results.get((dataset, "biggan"), []))
+        if records:
+            acc, fd = metric(records, "label_accuracy"), metric(records, "frechet_distance")
+            ok = min(acc) >= least and (dataset != "mnist" or max(fd) <= 60)
+            lines.append(f"- `biggan` on {dataset}: label accuracy ≥ {least:.0%}" + (", FD ≤ 60" if dataset == "mnist"
+                         else "") + f" — **{'met' if ok else 'not met'}** (label accuracy {_seeds(acc, 1, 100)} %, "
+                         f"FD {_seeds(fd, 1)})")
     return lines
 
 
@@ -686,7 +703,7 @@ def write_report(out: Path, results: dict, floors: dict, classifiers: dict, vari
                   "[shortfalls.md](shortfalls.md).", ""]
     met = zoo_targets(results)
     if met:
-        lines += ["## Targets (issue 16)", "", *met, ""]
+        lines += ["## Targets (issues 16 and 17)", "", *met, ""]
     seconds = run_seconds(results)
     lines += ["## Cost", "",
               f"All {len(seconds)} runs together: {sum(seconds) / 60:.0f} minutes of training and evaluation, "
