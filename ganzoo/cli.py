@@ -218,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the stage to draw from, for staged variants (stackgan: 1 = Stage-I, 2 = Stage-II, "
                         "the default once trained)")
     p.add_argument("--truncation", type=_finite_float, metavar="PSI",
-                   help="the truncation trick, for variants with a latent average (stylegan2: PSI in (0, 1], "
-                        "w = w_avg + PSI (w - w_avg))")
+                   help="the truncation trick, for variants that take it, PSI in (0, 1] (stylegan2: "
+                        "w = w_avg + PSI (w - w_avg); biggan: z from the normal truncated to |z_i| <= 2 PSI)")
     p.add_argument("--style-mix", dest="style_mix", type=_positive_int, nargs="?", const=True, metavar="RES",
                    help="a style-mixing grid, for style-based variants (stylegan2: --n K*K samples, row i's "
                         "styles up to RES px, default 8, with column j's finer ones; not with --interpolate)")

@@ -34,6 +34,7 @@ BUILTIN_PLUGINS = (
     "ganzoo.variants.pggan",
     "ganzoo.variants.stackgan",
     "ganzoo.variants.stylegan2",
+    "ganzoo.variants.biggan",
     "ganzoo.variants.cyclegan",
     "ganzoo.data.toy",
     "ganzoo.data.digits",

@@ -66,6 +66,17 @@ def check_sampling_options(variant: Variant, options: dict | None) -> dict:
     return options
 
 
+def check_psi(psi: float, meaning: str = "1: no truncation; e.g. 0.7") -> float:
+    """``psi`` as a float when in (0, 1], else a one-line error: the check of ``--truncation`` for
+    every variant that lists the ``truncation`` sampling option. What psi does is the variant's
+    (stylegan2: w_avg + psi (w - w_avg); biggan: z truncated to |z_i| <= 2 psi); ``meaning`` says
+    it in the message."""
+    psi = float(psi)
+    if not 0.0 < psi <= 1.0:
+        raise GanzooError(f"--truncation must be in (0, 1] ({meaning}), got {psi:g}")
+    return psi
+
+
 def _flag(key: str) -> str:
     """A sampling option's command-line flag: ``style_mix`` -> ``--style-mix``."""
     return "--" + key.replace("_", "-")

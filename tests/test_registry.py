@@ -14,7 +14,8 @@ from ganzoo import plugins
 from ganzoo.cli import main
 from ganzoo.registry import DATASETS, VARIANTS
 
-BUILTIN_VARIANTS = ["cgan", "cyclegan", "dcgan", "lsgan", "pggan", "stackgan", "stylegan2", "vanilla", "wgan-gp"]
+BUILTIN_VARIANTS = ["biggan", "cgan", "cyclegan", "dcgan", "lsgan", "pggan", "stackgan", "stylegan2", "vanilla",
+                    "wgan-gp"]
 BUILTIN_DATASETS = ["25gaussians", "8gaussians", "cifar10", "digits", "fashion-mnist", "folder", "folder-pair",
                     "grid", "mnist", "pair", "ring", "swissroll"]
 
@@ -37,9 +38,10 @@ def test_builtins_are_registered_through_the_hook():
 
 
 def test_list_filters():
-    assert builtin(ganzoo.list_variants("*gan")) == ["cgan", "cyclegan", "dcgan", "lsgan", "pggan", "stackgan"]
+    assert builtin(ganzoo.list_variants("*gan")) == ["biggan", "cgan", "cyclegan", "dcgan", "lsgan", "pggan",
+                                                     "stackgan"]
     assert builtin(ganzoo.list_variants(["vanilla", "wgan*"])) == ["vanilla", "wgan-gp"]
-    assert builtin(ganzoo.list_variants(conditional=True)) == ["cgan", "stackgan"]
+    assert builtin(ganzoo.list_variants(conditional=True)) == ["biggan", "cgan", "stackgan"]
     assert builtin(ganzoo.list_datasets("*gaussians"), DATASETS) == ["25gaussians", "8gaussians"]
 
 

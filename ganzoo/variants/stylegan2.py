@@ -101,6 +101,7 @@ from ..hookspecs import hookimpl
 from ..nets import MinibatchStdDev, center_crop, pad_to_side, power_of_two_side
 from ..ops import fused_leaky_relu, r1_penalty
 from ..precision import inner_grad_scale
+from ..sampling import check_psi
 from ..variant import Phase, TrainState, Variant
 
 SQRT2 = math.sqrt(2.0)
@@ -623,14 +624,6 @@ class StyleGAN2(Variant):
         penalty = (lengths - tracker.mean).square().mean()
         loss = penalty * hp["pl_weight"] * hp["pl_every"]
         return loss, {"loss": loss, "penalty": penalty, "length": lengths.mean().detach()}
-
-
-def check_psi(psi: float) -> float:
-    """``psi`` when in (0, 1], else a one-line error."""
-    psi = float(psi)
-    if not 0.0 < psi <= 1.0:
-        raise GanzooError(f"--truncation must be in (0, 1] (1: no truncation; e.g. 0.7), got {psi:g}")
-    return psi
 
 
 @hookimpl
