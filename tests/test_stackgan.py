@@ -104,3 +104,11 @@ def test_needs_labeled_image_data():
         ganzoo.create_variant("stackgan", ganzoo.get_dataset("swissroll").spec)
     with pytest.raises(ganzoo.GanzooError, match="trains on image data"):
         ganzoo.create_variant("stackgan", ganzoo.get_dataset("8gaussians").spec)
+
+
+def test_the_class_resolves_stage_one_as_the_instance_does():
+    # quality.py compares a finished run's config with the class's resolved settings to reuse it.
+    spec = ganzoo.create_dataset("digits").spec
+    resolved = ganzoo.get_variant("stackgan").resolve_hparams(spec, {"steps": 4000})
+    assert resolved["stage1_steps"] == 2000
+    assert ganzoo.create_variant("stackgan", spec, steps=4000).hparams == resolved

@@ -246,11 +246,18 @@ class StackGAN(Variant):
     }
     positive = Variant.positive | {"embed_dim", "c_dim"}
 
+    @classmethod
+    def resolve_hparams(cls, spec, overrides):
+        """The defaults, with ``stage1_steps`` 0 resolved to half of ``steps`` (so config.json and a
+        resume keep the number, and a settings comparison sees the one the run used)."""
+        resolved = super().resolve_hparams(spec, overrides)
+        if resolved["stage1_steps"] == 0:
+            resolved["stage1_steps"] = resolved["steps"] // 2
+        return resolved
+
     def __init__(self, spec: DataSpec | None = None, **overrides: Any):
         super().__init__(spec, **overrides)
         hp = self.hparams
-        if hp["stage1_steps"] == 0:  # half the run; resolved here, so config.json and a resume keep it
-            hp["stage1_steps"] = hp["steps"] // 2
         if not 0 < hp["stage1_steps"] < hp["steps"]:
             raise GanzooError(f"stackgan trains stage 1 for stage1_steps and stage 2 for the rest of steps: "
                               f"stage1_steps must be between 1 and steps - 1, got stage1_steps="
