@@ -46,6 +46,7 @@ they are below the papers' budgets, and results.md says so.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import multiprocessing
@@ -63,7 +64,6 @@ from typing import Any
 import torch
 
 import ganzoo
-from ganzoo.data.base import DataSpec
 from ganzoo.evaluation import ClassifierRecipe, evaluate, get_classifier
 from ganzoo.registry import split_dataset_name
 from ganzoo.variant import data_kind
@@ -164,12 +164,12 @@ def missing_folders(dataset: str, data_dirs: dict[str, Path]) -> list[str]:
     return [p for p in dataset_parts(dataset) if p in FILE_DATASETS and p not in data_dirs]
 
 
+@functools.lru_cache(maxsize=None)
 def dataset_spec(dataset: str):
-    """The plan dataset's spec (a pair's: its parts' shape with two domains), without reading data."""
+    """The plan dataset's spec, without reading data (a pair's as the created pair states it)."""
     base, _ = split_dataset_name(dataset)
     if base == "pair":
-        first = ganzoo.get_dataset(dataset_parts(dataset)[0]).spec
-        return DataSpec(tuple(first.shape), first.num_classes, first.size, domains=2)
+        return ganzoo.create_dataset(dataset).spec
     return ganzoo.get_dataset(dataset).spec
 
 
@@ -999,17 +999,23 @@ def main(argv: list[str] | None = None) -> int:
                 want_floor = not any(t[1] == dataset for t in tasks)  # one floor per dataset
                 tasks.append((variant, dataset, seed, budget(plan, dataset, variant), runs_dir, data_dirs, n,
                               want_floor, args.fresh, recipe, run_hparams(dataset, variant)))
-    pending = []
-    if args.no_train:
-        # Finished runs only, floors where they have them (the report takes each dataset's first).
-        tasks = [(*t[:7], False, *t[8:]) for t in tasks]
-        pending = [t for t in tasks if finished_record(*t[:5], t[6], False, t[10]) is None]
-        tasks = [t for t in tasks if t not in pending]
     tasks.sort(key=lambda t: -estimated_seconds(t[1], t[0], t[3]))  # longest first: better packing
+    pending, finished = [], []
+    if args.no_train:
+        # Finished runs only, floors where they have them (the report takes each dataset's first);
+        # their records are read here, so no worker process starts.
+        found = [(t, finished_record(*t[:5], t[6], False, t[10])) for t in tasks]
+        pending = [t for t, record in found if record is None]
+        tasks, finished = [t for t, r in found if r is not None], [r for _, r in found if r is not None]
     estimate = sum(estimated_seconds(t[1], t[0], t[3]) for t in tasks) / max(1, args.jobs)
     print(f"{len(tasks)} runs, estimated {estimate / 60:.0f} min with {args.jobs} job(s) on 2 CPU cores "
           "(measured at a load average of about 3; longer on a busier machine)", file=sys.stderr, flush=True)
-    records = run_pool(tasks, args.jobs, threads, ledger)
+    if args.no_train:
+        records = finished
+        for record in records:
+            _announce(record)
+    else:
+        records = run_pool(tasks, args.jobs, threads, ledger)
 
     results: dict[tuple[str, str], list[dict]] = {}
     floors: dict[str, dict] = {}
