@@ -27,6 +27,13 @@ module keeps:
   label as real, and generated images and real images paired with a wrong
   label as fake (the reference code weighs the two fake terms 1/2 each).
   Non-saturating BCE losses; Adam 2e-4, betas (0.5, 0.999), batch 64.
+* **EMA of the generators** (ours, not the paper's; the toolkit's ``ema``
+  0.999 with stylegan2-ada's ramp-up 0.05, as pggan's): samples, grids and
+  evaluation use the averaged Stage-I and Stage-II generators. On mnist
+  (2 seeds, docs/results.md) the averaged generators halved the Fréchet
+  distance of the trained ones (22.9 and 23.8 against 37.0 and 63.4) at
+  the same label accuracy (88.3% and 89.8% against 88.4% and 87.9%), so
+  it is the default; ``--set ema=0`` samples from the trained generators.
 * **Staged training in one run**: ``stage1_steps`` generator steps train
   Stage-I (0, the default: half of ``steps``); the rest of ``steps``
   (``stage2_steps`` = ``steps`` - ``stage1_steps``) train Stage-II with Stage-I frozen (its
@@ -243,6 +250,8 @@ class StackGAN(Variant):
         "g_width": 32,
         "d_width": 32,
         "kl_weight": 1.0,
+        "ema": 0.999,
+        "ema_rampup": 0.05,
     }
     positive = Variant.positive | {"embed_dim", "c_dim"}
 
