@@ -99,7 +99,7 @@ COST_PER_STEP = {("vector", "wgan-gp"): 0.28, ("vector", "*"): 0.04,
                  ("image", "vanilla"): 0.005, ("image", "*"): 0.11,
                  # From per-resolution / per-stage timings beside two jobs, not yet from full runs:
                  ("image", "pggan"): 0.48, ("image", "stackgan"): 0.21, ("image", "cyclegan"): 0.40,
-                 ("image", "stylegan2"): 0.44}
+                 ("image", "stylegan2"): 0.44, ("image", "biggan"): 0.94}
 EVAL_SECONDS = {"vector": 2, "image": 45}
 #: --quick: tiny budgets, one seed (checks the script, not the variants).
 QUICK_PLAN: dict[str, dict[str, Any]] = {

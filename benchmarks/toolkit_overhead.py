@@ -14,6 +14,13 @@ the load it prints::
     OMP_NUM_THREADS=1 python benchmarks/toolkit_overhead.py --baseline /tmp/ganzoo-before
 
 Without ``--baseline`` the "before" rows are left out.
+
+``--suite stylegan2-ops`` times a stylegan2 training step with the fused ops
+against ``GANZOO_OPS=ref`` (plain PyTorch), with R1 at its lazy default (a
+phase every 16 steps) and with R1 every step, so the op's double backward is
+in every timed step (issue 17)::
+
+    OMP_NUM_THREADS=1 python benchmarks/toolkit_overhead.py --suite stylegan2-ops
 """
 from __future__ import annotations
 
@@ -26,15 +33,25 @@ import sys
 import time
 from pathlib import Path
 
-#: (variant, label, hparams, precision, uses the baseline checkout)
-CONFIGS = [
-    ("dcgan", "before: options off", {}, None, True),
-    ("dcgan", "now: options off", {}, None, False),
-    ("dcgan", "now: ema=0.999", {"ema": 0.999}, None, False),
-    ("wgan-gp", "before: options off", {}, None, True),
-    ("wgan-gp", "now: options off", {}, None, False),
-    ("wgan-gp", "now: --precision bf16", {}, "bf16", False),
-]
+#: suite -> [(variant, label, hparams, precision, uses the baseline checkout, extra environment)]
+SUITES = {
+    "toolkit": [
+        ("dcgan", "before: options off", {}, None, True, {}),
+        ("dcgan", "now: options off", {}, None, False, {}),
+        ("dcgan", "now: ema=0.999", {"ema": 0.999}, None, False, {}),
+        ("wgan-gp", "before: options off", {}, None, True, {}),
+        ("wgan-gp", "now: options off", {}, None, False, {}),
+        ("wgan-gp", "now: --precision bf16", {}, "bf16", False, {}),
+    ],
+    # The ratio to the first row of a variant is fused / ref: below 1 means the fused op is faster.
+    "stylegan2-ops": [
+        ("stylegan2", "GANZOO_OPS=ref, R1 every 16 steps (default)", {}, None, False, {"GANZOO_OPS": "ref"}),
+        ("stylegan2", "fused, R1 every 16 steps (default)", {}, None, False, {"GANZOO_OPS": "auto"}),
+        ("stylegan2 r1_every=1", "GANZOO_OPS=ref, R1 every step", {"r1_every": 1}, None, False,
+         {"GANZOO_OPS": "ref"}),
+        ("stylegan2 r1_every=1", "fused, R1 every step", {"r1_every": 1}, None, False, {"GANZOO_OPS": "auto"}),
+    ],
+}
 
 
 def worker(spec: dict) -> None:
@@ -47,8 +64,10 @@ def worker(spec: dict) -> None:
     from ganzoo.trainer import Trainer, TrainOptions
 
     torch.set_num_threads(1)
+    from ganzoo.ops import backend
+
     data = ganzoo.create_dataset("digits", seed=0)
-    variant = ganzoo.create_variant(spec["variant"], data.spec, **spec["hparams"])
+    variant = ganzoo.create_variant(spec["variant"].split()[0], data.spec, **spec["hparams"])
     extra = {"precision": spec["precision"]} if spec["precision"] else {}
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(variant, data, Path(tmp), TrainOptions(device="cpu", progress=False, **extra))
@@ -60,12 +79,13 @@ def worker(spec: dict) -> None:
             start = time.perf_counter()
             trainer.train_step(state)
             times.append(time.perf_counter() - start)
-    print(json.dumps({"median": statistics.median(times), "ganzoo": str(Path(ganzoo.__file__).parent)}))
+    print(json.dumps({"median": statistics.median(times), "ganzoo": str(Path(ganzoo.__file__).parent),
+                      "ops": backend.report(build=False)[0].backend}))
 
 
 def measure(config, steps: int, baseline: str | None) -> dict:
-    variant, _, hparams, precision, old = config
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    variant, _, hparams, precision, old, extra_env = config
+    env = dict(os.environ, OMP_NUM_THREADS="1", **extra_env)
     if old:
         env["PYTHONPATH"] = baseline
     spec = json.dumps({"variant": variant, "hparams": hparams, "precision": precision, "steps": steps})
@@ -77,6 +97,7 @@ def measure(config, steps: int, baseline: str | None) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", help="a checkout of an older ganzoo (its root folder)")
+    parser.add_argument("--suite", choices=sorted(SUITES), default="toolkit")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10, help="timed generator steps per process")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -84,24 +105,26 @@ def main() -> None:
     if args.worker:
         worker(json.loads(args.worker))
         return
-    configs = [c for c in CONFIGS if args.baseline or not c[4]]
+    configs = [c for c in SUITES[args.suite] if args.baseline or not c[4]]
     rounds: dict[int, list[float]] = {i: [] for i in range(len(configs))}
     sources: dict[int, str] = {}
+    backends: dict[int, str] = {}
     print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
     for r in range(args.rounds):
         for i, config in enumerate(configs):
             result = measure(config, args.steps, args.baseline)
             rounds[i].append(result["median"])
             sources[i] = result["ganzoo"]
+            backends[i] = result["ops"]
         print(f"round {r + 1}/{args.rounds} done, load {os.getloadavg()[0]:.2f}", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
-    print(f"\n| variant | configuration | s/step (median of {args.rounds} rounds) | spread | ratio |")
-    print("|---|---|---|---|---|")
+    print(f"\n| variant | configuration | ops | s/step (median of {args.rounds} rounds) | spread | ratio |")
+    print("|---|---|---|---|---|---|")
     first: dict[str, float] = {}
     for i, (variant, label, *_rest) in enumerate(configs):
         med = statistics.median(rounds[i])
         first.setdefault(variant, med)
-        print(f"| {variant} | {label} | {med:.4f} | {min(rounds[i]):.4f}-{max(rounds[i]):.4f} | "
+        print(f"| {variant} | {label} | {backends[i]} | {med:.4f} | {min(rounds[i]):.4f}-{max(rounds[i]):.4f} | "
               f"{med / first[variant]:.3f} |")
     print("\nganzoo imported from: " + "; ".join(sorted(set(sources.values()))))
 
