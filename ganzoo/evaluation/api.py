@@ -78,14 +78,47 @@ def check_evaluable(spec, conditional: bool, n: int, dataset_name: str = "the da
         raise GanzooError(f"no metrics for data of shape {list(spec.shape)} (expected vectors or images)")
 
 
+def check_eval_options(variant, options: dict | None) -> dict:
+    """The sampling options of an evaluation (``ganzoo eval --truncation PSI``, ``--stage N``):
+    ``options`` without its None values, each one the variant lists in ``sampling_options``,
+    else a one-line error. ``style_mix`` is refused: it draws a grid, not independent samples."""
+    from ..sampling import check_sampling_options
+
+    options = {key: value for key, value in (options or {}).items() if value is not None}
+    if "style_mix" in options:
+        raise GanzooError("--style-mix draws a style-mixing grid, not independent samples: it is for "
+                          "`ganzoo sample`, not evaluation")
+    return check_sampling_options(variant, options)
+
+
+def eval_file_name(step: int | None = None, options: dict | None = None, stem: str = "eval") -> str:
+    """The file an evaluation writes into the run directory: ``eval.json`` for a run directory,
+    ``eval-step-NNNNNNN.json`` for one checkpoint (``step``), with the sampling options named as
+    ``ganzoo sample`` names its files (``eval-truncation0.7.json``), so none overwrites another."""
+    parts = [stem] + ([f"step-{step:07d}"] if step is not None else [])
+    parts += [key.replace("_", "-") + ("" if value is True else f"{value}")
+              for key, value in sorted((options or {}).items())]
+    return "-".join(parts) + ".json"
+
+
+def _check_option_values(variant, nets: nn.ModuleDict, spec, options: dict, device) -> None:
+    """One sample drawn with ``options``: the variant checks their values (psi in (0, 1], a stage
+    not trained yet) before anything slow (the classifier, the real reference) is built."""
+    if options:
+        generate_samples(variant, nets, spec, 1, device=device, options=options)
+
+
 @torch.no_grad()
 def generate_samples(variant, nets: nn.ModuleDict, spec, n: int, seed: int = 0, device=None,
-                     chunk: int = 500) -> tuple[torch.Tensor, torch.Tensor | None]:
+                     chunk: int = 500, options: dict | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """n samples on the CPU (and their requested labels for conditional variants).
 
     Noise comes from a forked RNG seeded with ``seed``, so the caller's random
     stream (a training run's) is untouched; nets are in eval mode meanwhile.
+    options: keyword options for ``generate`` that the variant lists in ``sampling_options``
+    (e.g. ``{"truncation": 0.7}``; see :func:`check_eval_options`).
     """
+    options = check_eval_options(variant, options)
     device = device or next(nets.parameters()).device
     device = torch.device(device)
     labels = None
@@ -103,7 +136,7 @@ def generate_samples(variant, nets: nn.ModuleDict, spec, n: int, seed: int = 0, 
                 z = variant.latent(size, device)
                 wanted = None if labels is None else labels[start:start + size].to(device)
                 # In the data's own units (a --standardize run generates standardized points).
-                parts.append(spec.to_data_units(variant.generate(nets, z, wanted)).float().cpu())
+                parts.append(spec.to_data_units(variant.generate(nets, z, wanted, **options)).float().cpu())
     finally:
         nets.train(was_training)
     return torch.cat(parts), labels
@@ -201,22 +234,33 @@ def translation_metrics(variant, nets: nn.ModuleDict, dataset: Dataset, n: int, 
 
 def compute_metrics(variant, nets: nn.ModuleDict, dataset: Dataset, n: int, *, seed: int = 0, device=None,
                     floor: bool = True, recipe: ClassifierRecipe | None = None, k: int = K_NEAREST,
-                    log: Callable[[str], None] | None = _stderr) -> dict[str, Any]:
-    """The metrics of a generator on ``dataset`` (prepared), with the real floor if asked."""
+                    log: Callable[[str], None] | None = _stderr, options: dict | None = None) -> dict[str, Any]:
+    """The metrics of a generator on ``dataset`` (prepared), with the real floor if asked.
+
+    options: sampling options for ``generate`` (e.g. ``{"truncation": 0.7}``; the variant must list
+    each; not ``style_mix``), recorded in the result as ``sampling_options`` when given.
+    """
+    options = check_eval_options(variant, options)  # a translation model lists none: any option is refused
     spec = dataset.spec
+    translation = bool(getattr(variant, "directions", ())) and spec.domains == 2
+    if translation and options:
+        raise GanzooError(f"variant {variant.name!r} translates images: sampling options do not apply")
     device = torch.device(device or next(nets.parameters()).device)
     check_sample_count(n, spec, variant.conditional)
     if variant.conditional and not spec.labeled:
         raise GanzooError(f"variant {variant.name!r} is conditional but dataset {dataset.name!r} has no labels: "
                           "the conditional metrics (label accuracy) need labels")
+    _check_option_values(variant, nets, spec, options, device)
     result: dict[str, Any] = {"kind": "image" if spec.is_image else "vector", "n": n, "seed": seed}
-    if getattr(variant, "directions", ()) and spec.domains == 2:
+    if options:
+        result["sampling_options"] = options
+    if translation:
         result["kind"] = "translation"
         result.update(translation_metrics(variant, nets, dataset, n, device=device, k=k, floor=floor,
                                           recipe=recipe, log=log))
     elif spec.is_image:
         reference = _image_reference(dataset, n, device, recipe, log)
-        samples, labels = generate_samples(variant, nets, spec, n, seed, device)
+        samples, labels = generate_samples(variant, nets, spec, n, seed, device, options=options)
         features, probs = embed(reference.classifier.model, samples, device)
         result["metrics"] = reference.metrics(features, probs, labels, k)
         result["n_real"] = int(reference.features.shape[0])
@@ -226,7 +270,7 @@ def compute_metrics(variant, nets: nn.ModuleDict, dataset: Dataset, n: int, *, s
         result["classifier"]["test_source"] = reference.splits.test_source
     elif len(spec.shape) == 1:
         real, second = _vector_reference(dataset, n)
-        samples, labels = generate_samples(variant, nets, spec, n, seed, device)
+        samples, labels = generate_samples(variant, nets, spec, n, seed, device, options=options)
         result["metrics"] = vector_metrics(samples, dataset, real, labels)
         result["n_real"] = int(real.shape[0])
         if floor:
@@ -268,15 +312,19 @@ def run_dataset(config: dict[str, Any], spec, data_dir: str | Path | None = None
 def evaluate(path: str | Path, n: int | None = None, device: str | torch.device = "cpu", *,
              seed: int = 0, data_dir: str | Path | None = None, write: bool = True,
              recipe: ClassifierRecipe | None = None, floor: bool = True,
-             log: Callable[[str], None] | None = _stderr, ema: bool = True) -> dict[str, Any]:
+             log: Callable[[str], None] | None = _stderr, ema: bool = True,
+             options: dict | None = None) -> dict[str, Any]:
     """Evaluate a run directory's newest checkpoint (or a checkpoint file).
 
     ema: score the EMA generator when the run has one (``--no-ema``: G itself).
     n: samples (default 2500 for 2-D data, 5000 for images). data_dir: where the
-    run's dataset lives now (default: where it was trained from). Writes
-    ``eval.json`` into the run directory (``eval-step-NNNNNNN.json`` for a
-    checkpoint file) unless ``write`` is False. Returns the result dict:
-    ``metrics`` and ``floor`` (real data), plus the run's identity.
+    run's dataset lives now (default: where it was trained from). options: sampling
+    options for ``generate`` that the variant lists (``{"truncation": 0.7}``, ``{"stage": 1}``;
+    not ``style_mix``, which draws a grid). Writes ``eval.json`` into the run directory
+    (``eval-step-NNNNNNN.json`` for a checkpoint file; with options, their names added as
+    ``ganzoo sample`` adds them: ``eval-truncation0.7.json``) unless ``write`` is False.
+    Returns the result dict: ``metrics`` and ``floor`` (real data), plus the run's identity
+    (and ``sampling_options`` when given).
     """
     from ..sampling import load_generator
 
@@ -292,8 +340,10 @@ def evaluate(path: str | Path, n: int | None = None, device: str | torch.device 
     del payload
     loaded = load_generator(checkpoint, device, ema=ema)  # unknown variant: a GanzooError naming it
     spec = loaded.spec
+    options = check_eval_options(loaded.variant, options)
     n = n if n is not None else default_n(spec)
     check_sample_count(n, spec, loaded.variant.conditional)
+    _check_option_values(loaded.variant, loaded.nets, spec, options, device)  # before the dataset is prepared
     dataset = run_dataset(config, spec, data_dir)
     if loaded.variant.conditional and not dataset.spec.labeled:
         raise GanzooError(f"variant {loaded.variant.name!r} is conditional but dataset {dataset.name!r} "
@@ -307,11 +357,11 @@ def evaluate(path: str | Path, n: int | None = None, device: str | torch.device 
         "variant": config["variant"], "dataset": config["dataset"], "conditional": loaded.variant.conditional,
         "ema": loaded.ema,
         **compute_metrics(loaded.variant, loaded.nets, dataset, n, seed=seed, device=device, floor=floor,
-                          recipe=recipe, log=log),
+                          recipe=recipe, log=log, options=options),
     }
     result["seconds"] = round(time.perf_counter() - start, 2)
     if write:
-        name = EVAL_FILE if path.is_dir() else f"eval-step-{loaded.step:07d}.json"
+        name = eval_file_name(None if path.is_dir() else loaded.step, options)
         out = run_dir / name
         try:
             atomic_write(out, lambda handle: handle.write((json.dumps(result, indent=2) + "\n").encode()))

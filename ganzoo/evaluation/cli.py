@@ -11,13 +11,15 @@ import math
 from typing import Any
 
 from ..cpu_threads import add_threads_option
-from ..cli import _sample_count, _seed, path_arg  # the CLI's own argument checks (imported after ganzoo.cli loads)
+# The CLI's own argument checks (imported after ganzoo.cli loads); --stage and --truncation as `ganzoo sample`.
+from ..cli import _finite_float, _positive_int, _sample_count, _seed, path_arg
 
 EPILOG = """examples:
   ganzoo eval runs/wgan-gp-grid                 # 2500 samples: modes, high-quality %, reverse KL
   ganzoo eval runs/dcgan-mnist --n 10000        # classifier features: FD, KID, precision/recall, classes
   ganzoo eval runs/cgan-digits --json           # the same as JSON (also written to RUN_DIR/eval.json)
   ganzoo eval runs/x/checkpoints/step-0001000.pt   # one checkpoint -> RUN_DIR/eval-step-0001000.json
+  ganzoo eval runs/stylegan2 --truncation 0.7   # the truncation trick -> RUN_DIR/eval-truncation0.7.json
   ganzoo eval runs/x --features inception --inception-weights W.pth   # FID/KID/IS/PR -> RUN_DIR/eval-inception.json
   ganzoo eval --real real_images/ --fake my_samples/ --inception-weights W.pth   # two image folders
 
@@ -57,7 +59,8 @@ def add_command(subparsers, parser_class) -> None:
                     "against real data: modes, high-quality % and reverse KL for 2-D mixtures; distances\n"
                     "for other 2-D data; classifier-feature metrics for images. Real data gives the floor.\n"
                     "The result is written to RUN_DIR/eval.json (eval-step-N.json for a checkpoint file;\n"
-                    "eval-inception[-step-N].json with --features inception) unless --no-write.\n"
+                    "eval-inception[-step-N].json with --features inception; with --truncation or --stage\n"
+                    "their names are added, e.g. eval-truncation0.7.json) unless --no-write.\n"
                     "With --real DIR --fake DIR: Inception metrics between two image folders.")
     p.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT", nargs="?",
                    help="the run to score (or give --real and --fake instead)")
@@ -78,8 +81,19 @@ def add_command(subparsers, parser_class) -> None:
     p.add_argument("--no-write", action="store_true", help="do not write eval.json into the run directory")
     p.add_argument("--no-ema", action="store_true",
                    help="score the trained G, not its EMA copy (runs trained with --set ema=DECAY)")
+    p.add_argument("--stage", type=_positive_int, metavar="N",
+                   help="score this stage, for staged variants (stackgan: 1 = Stage-I, 2 = Stage-II, the "
+                        "default once trained); as `ganzoo sample --stage`")
+    p.add_argument("--truncation", type=_finite_float, metavar="PSI",
+                   help="score samples drawn with the truncation trick, for variants that take it, PSI in "
+                        "(0, 1] (stylegan2, biggan); as `ganzoo sample --truncation`")
     add_threads_option(p)
     p.set_defaults(handler=cmd_eval)
+
+
+#: The ``ganzoo sample`` options ``ganzoo eval`` passes to ``Variant.generate`` (the per-sample ones:
+#: ``--style-mix`` draws a grid, not samples).
+EVAL_SAMPLING_OPTIONS = ("stage", "truncation")
 
 
 def cmd_eval(args) -> int:
@@ -92,12 +106,18 @@ def cmd_eval(args) -> int:
         raise GanzooError("give a run to score, or --real and --fake, not both")
     if not folders and args.path is None:
         raise GanzooError("name a run directory (or checkpoint) to score, or give --real DIR --fake DIR")
+    options = {key: getattr(args, key) for key in EVAL_SAMPLING_OPTIONS if getattr(args, key) is not None}
+    if options and (folders or args.features == "inception"):
+        flags = " and ".join(f"--{key}" for key in options)
+        verb = "applies" if len(options) == 1 else "apply"
+        raise GanzooError(f"{flags} {verb} to a run scored with ganzoo's classifier features, "
+                          f"not to {'--real/--fake folders' if folders else '--features inception'}")
     if folders or args.features == "inception":
         return _inception_eval(args, folders)
     from .api import evaluate
 
     result = evaluate(args.path, n=args.n, device=args.device, seed=args.seed, data_dir=args.data_dir,
-                      write=not args.no_write, ema=not args.no_ema)
+                      write=not args.no_write, ema=not args.no_ema, options=options)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -185,8 +205,10 @@ def format_result(result: dict[str, Any]) -> str:
         return format_translation(result)
     metrics, floor = result.get("metrics", {}), result.get("floor") or {}
     rows = IMAGE_ROWS if result.get("kind") == "image" else VECTOR_ROWS
+    options = "".join(f", {key.replace('_', '-')} {value}"
+                      for key, value in sorted((result.get("sampling_options") or {}).items()))
     head = (f"{result['variant']} on {result['dataset']}, step {result['step']}: "
-            f"n = {result['n']} samples (seed {result['seed']})"
+            f"n = {result['n']} samples (seed {result['seed']}){options}"
             + (", from the EMA generator" if result.get("ema") else ""))
     lines = [head]
     if result.get("classifier"):
