@@ -21,8 +21,9 @@ from ganzoo.variants.biggan import SpectralNorm, orthogonal_penalty, spectral_no
 from .test_distributed import parameters, torchrun
 
 SPEC = ganzoo.get_dataset("digits").spec
-# Tiny nets: 8 feature maps at 32 px, a small embedding; attention on (16 px) as by default.
-SMALL = {"g_width": 2, "d_width": 2, "nz": 16, "shared_dim": 8}
+# Tiny nets: 8 feature maps at 32 px, a small embedding; the paper's training choices (attention at
+# 16 px, orthogonal regularisation, 2 D steps), so every part of the variant is exercised.
+SMALL = {"g_width": 2, "d_width": 2, "nz": 16, "shared_dim": 8, "attention": 16, "ortho_reg": 1e-4, "n_critic": 2}
 SETS = ["--set", *(f"{k}={v}" for k, v in SMALL.items())]
 CPU = torch.device("cpu")
 
@@ -154,17 +155,23 @@ def test_spectral_norm_steps_once_per_optimiser_step_and_not_in_the_forward(tmp_
     assert not torch.equal(sampled.blocks[0].bn1.norm.running_mean, stored)
 
 
-def test_defaults_follow_the_paper_and_the_reference():
+def test_defaults_follow_the_reference_cifar_script_and_the_presets_the_paper():
     variant = ganzoo.create_variant("biggan", SPEC)
     hp = variant.hparams
-    assert (hp["n_critic"], hp["betas"], hp["adam_eps"], hp["ortho_reg"]) == (2, (0.0, 0.999), 1e-6, 1e-4)
-    assert (hp["nz"], hp["shared_dim"], hp["ema"], hp["attention"]) == (120, 128, 0.9999, 16)
-    assert [(p.name, p.repeats) for p in variant.phases(0)] == [("D", 2), ("G", 1)]
-    optimizers = small_variant().optimizers_for(small_variant().networks(SPEC))
-    assert optimizers["G"].param_groups[0]["lr"] == 1e-4 and optimizers["D"].param_groups[0]["lr"] == 4e-4
+    # BigGAN-PyTorch's launch_cifar_ema.sh: equal rates, 4 D steps, no attention, no orthogonal reg.
+    assert (hp["n_critic"], hp["betas"], hp["adam_eps"], hp["ortho_reg"]) == (4, (0.0, 0.999), 1e-6, 0.0)
+    assert (hp["nz"], hp["shared_dim"], hp["ema"], hp["attention"], hp["steps"]) == (120, 128, 0.9999, 0, 800)
+    assert [(p.name, p.repeats) for p in variant.phases(0)] == [("D", 4), ("G", 1)]
+    optimizers = variant.optimizers_for(variant.networks(SPEC))
+    assert optimizers["G"].param_groups[0]["lr"] == 2e-4 and optimizers["D"].param_groups[0]["lr"] == 2e-4
     assert optimizers["D"].param_groups[0]["eps"] == 1e-6
+    assert variant.networks(SPEC)["G"].attention is None
+    small = ganzoo.create_variant("biggan", SPEC, preset="paper-small").hparams
+    assert (small["lr_g"], small["lr_d"], small["n_critic"], small["attention"], small["ortho_reg"],
+            small["steps"], small["g_width"]) == (1e-4, 4e-4, 2, 16, 1e-4, 1200, 8)
     paper = ganzoo.create_variant("biggan", SPEC, preset="paper").hparams
     assert (paper["lr_g"], paper["lr_d"], paper["batch_size"], paper["g_width"]) == (5e-5, 2e-4, 2048, 96)
+    assert (paper["n_critic"], paper["attention"], paper["ortho_reg"]) == (2, 16, 1e-4)
 
 
 @pytest.mark.parametrize("steps", [2, 3], ids=["resumed-after-2", "resumed-after-3"])
