@@ -3,7 +3,6 @@
 benchmarks/truncation_sweep.py on a tiny run."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -17,7 +16,8 @@ from ganzoo.errors import GanzooError
 from ganzoo.evaluation import api, classifier
 from ganzoo.evaluation.classifier import ClassifierRecipe
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "truncation_sweep.py"
+from .scripts import load_benchmark
+
 TINY_RECIPE = ClassifierRecipe(epochs=1, batch_size=32, width=4, features=8, train_limit=256, test_limit=256)
 N = 10  # samples per evaluation (the image metrics need n >= 4)
 # The smallest settings of tests/test_stylegan2.py, tests/test_stackgan.py and the dcgan CLI tests.
@@ -173,10 +173,7 @@ def test_cli_eval_stage(tmp_path_factory, capsys):
 # -- benchmarks/truncation_sweep.py ----------------------------------------------------
 @pytest.fixture(scope="module")
 def sweep_script():
-    spec = importlib.util.spec_from_file_location("ganzoo_truncation_sweep", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("truncation_sweep")
 
 
 def test_sweep_writes_the_table_and_both_grids(stylegan2_run, sweep_script, tmp_path, capsys):

@@ -1,21 +1,17 @@
 """benchmarks/quality.py (the results table) on a tiny plan: it trains, evaluates, writes and reuses."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "quality.py"
+from .scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def quality():
-    spec = importlib.util.spec_from_file_location("ganzoo_quality_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("quality")
 
 
 def test_quick_table_on_the_ring_writes_the_report_and_reuses_finished_runs(tmp_path, quality, capsys):
@@ -62,9 +58,7 @@ def test_pacgan_mode_writes_the_table_beside_the_published_one(tmp_path, quality
 
 
 def test_a_recipe_trial_shows_every_recipe_and_seed(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("ganzoo_recipes_script", SCRIPT.parent / "recipes.py")
-    recipes = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipes)
+    recipes = load_benchmark("recipes")
     monkeypatch.setitem(recipes.TRIALS, "tiny", {
         "variant": "vanilla", "dataset": "grid", "seeds": 2, "steps": 3,
         "metrics": [("modes", "modes /25", 1, 1.0), ("hq_percent", "HQ %", 1, 1.0)],
