@@ -436,17 +436,19 @@ def recipe_rows(dataset: str, variant: str, records: list[dict]) -> list[tuple[s
     """(recipe label, generator, records, grid file) rows of one variant: its default first.
 
     A run with an EMA copy gives two rows: its EMA generator and its trained G. Which one is the
-    variant's default depends on its ``ema`` default; the other is ``preset=paper`` (when the
-    variant has that preset) or the EMA column's ``--set ema=...``.
+    variant's default depends on its ``ema`` default; the other is the same run's G (``--no-ema``,
+    as ``ganzoo sample`` and ``ganzoo eval`` draw it) or the EMA column's ``--set ema=...``. (A
+    variant's ``paper`` preset may change more than EMA, so it never names the G row.)
     """
     raw = without_ema(records)
     if not raw:
         return [("default", "G", records, f"{variant}-{slug(dataset)}.png")]
-    ema_row = (f"EMA {IMAGE_EMA}", records, f"{variant}-{slug(dataset)}.png")
     raw_row = ("trained G", raw, f"{variant}-{slug(dataset)}-no-ema.png")
     if default_uses_ema(dataset, variant):
-        paper = "`preset=paper`" if "paper" in ganzoo.get_variant(variant).presets else "`--no-ema`"
-        return [("default", *ema_row), (paper, *raw_row)]
+        decay = ganzoo.get_variant(variant).resolve_hparams(dataset_spec(dataset), {})["ema"]
+        ema_row = (f"EMA {decay:g}", records, f"{variant}-{slug(dataset)}.png")
+        return [("default", *ema_row), ("`--no-ema`", *raw_row)]
+    ema_row = (f"EMA {IMAGE_EMA}", records, f"{variant}-{slug(dataset)}.png")
     return [("default", *raw_row), (f"`--set ema={IMAGE_EMA} ema_rampup={IMAGE_EMA_RAMPUP}`", *ema_row)]
 
 
@@ -643,11 +645,11 @@ def write_report(out: Path, results: dict, floors: dict, classifiers: dict, vari
         "",
         "Mean ± standard error over seeds (0, 1, 2), as PacGAN reports; a figure without ± is a single seed. "
         "Every run is in the table, scored at its last step; no seed, step or checkpoint is picked.",
-        f"The EMA column: image runs keep an EMA copy of G (decay {IMAGE_EMA}, ramp-up {IMAGE_EMA_RAMPUP}, BatchNorm "
-        "standing statistics at sampling; a copy never changes training) and "
-        "are scored twice, from the EMA generator and from the trained G, so each image variant has two rows from "
-        "the same runs; 'recipe' says which row is the variant's default and which is `--set preset=paper` (its "
-        "paper's settings as written).",
+        f"The EMA column: image runs keep an EMA copy of G (decay {IMAGE_EMA}, ramp-up {IMAGE_EMA_RAMPUP}, or the "
+        "variant's own decay where its default keeps one; BatchNorm standing statistics at sampling; a copy never "
+        "changes training) and are scored twice, from the EMA generator and from the trained G, so each image "
+        "variant has two rows from the same runs; 'recipe' says which row is the variant's default (`--no-ema`: "
+        "the same runs' trained G; `--set ema=...`: the EMA copy the default leaves out).",
         "Every variant runs with its defaults (`ganzoo list --json`), its number of generator steps included, "
         "unless the budgets below say otherwise. These are CPU budgets, far below the papers' (the WGAN-GP toy "
         "script trains 100k steps): a variant that falls short here may do better with more steps.",
