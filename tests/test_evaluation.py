@@ -227,7 +227,10 @@ def test_eval_of_one_checkpoint_writes_its_own_file(toy_run):
 
 
 def test_eval_on_an_image_run_with_a_conditional_variant(digits_run, monkeypatch, capsys):
-    monkeypatch.setattr(classifier, "DEFAULT_RECIPE", TINY_RECIPE)
+    # A recipe of this test's own, so the classifier is trained here whatever ran before (the cache
+    # is shared by the session, and tests/test_eval_options.py caches TINY_RECIPE's first).
+    own = ClassifierRecipe(**{**TINY_RECIPE.to_dict(), "test_limit": TINY_RECIPE.test_limit - 1})
+    monkeypatch.setattr(classifier, "DEFAULT_RECIPE", own)
     assert main(["eval", str(digits_run), "--n", "40"]) == 0
     captured = capsys.readouterr()
     assert "training the digits feature classifier" in captured.err and "test accuracy" in captured.err
