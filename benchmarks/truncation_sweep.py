@@ -164,10 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.style_mix_grid is not None:
             write_style_mix_grid(loaded, args.style_mix_grid, args.seed)
             written.append(args.style_mix_grid)
-    except GanzooError as exc:
-        print(f"truncation_sweep: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
+    except (GanzooError, OSError) as exc:
         print(f"truncation_sweep: error: {exc}", file=sys.stderr)
         return 2
     for path in written:

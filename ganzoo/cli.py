@@ -355,13 +355,13 @@ def _run_dir_of(path: str) -> Path:
 def sample_file_name(seed: int, *, label: int | None = None, no_ema: bool = False,
                      interpolate: int | None = None, gif: bool = False, options: dict | None = None) -> str:
     """The default file of a ``ganzoo sample`` mode: each mode its own name, so none overwrites another."""
+    from .sampling import option_file_parts
+
     stem = f"interpolate{interpolate}" if interpolate else "sample"
     parts = [stem, f"seed{seed}"]
     if label is not None:
         parts.append(f"label{label}")
-    # An option given as a bare flag (True) is named alone: --style-mix -> "style-mix".
-    parts += [key.replace("_", "-") + ("" if value is True else f"{value}")
-              for key, value in sorted((options or {}).items())]
+    parts += option_file_parts(options)
     if no_ema:
         parts.append("no-ema")
     return "-".join(parts) + (".gif" if gif else ".png")

@@ -77,6 +77,14 @@ def check_psi(psi: float, meaning: str = "1: no truncation; e.g. 0.7") -> float:
     return psi
 
 
+def option_file_parts(options: dict | None) -> list[str]:
+    """Sampling options as parts of a file name, sorted by key: ``{"truncation": 0.7}`` ->
+    ``["truncation0.7"]``; an option given as a bare flag (True) is named alone: ``style-mix``.
+    ``ganzoo sample`` and ``ganzoo eval`` name their files with it, so no mode overwrites another."""
+    return [key.replace("_", "-") + ("" if value is True else f"{value}")
+            for key, value in sorted((options or {}).items())]
+
+
 def _flag(key: str) -> str:
     """A sampling option's command-line flag: ``style_mix`` -> ``--style-mix``."""
     return "--" + key.replace("_", "-")

@@ -95,10 +95,10 @@ def eval_file_name(step: int | None = None, options: dict | None = None, stem: s
     """The file an evaluation writes into the run directory: ``eval.json`` for a run directory,
     ``eval-step-NNNNNNN.json`` for one checkpoint (``step``), with the sampling options named as
     ``ganzoo sample`` names its files (``eval-truncation0.7.json``), so none overwrites another."""
+    from ..sampling import option_file_parts
+
     parts = [stem] + ([f"step-{step:07d}"] if step is not None else [])
-    parts += [key.replace("_", "-") + ("" if value is True else f"{value}")
-              for key, value in sorted((options or {}).items())]
-    return "-".join(parts) + ".json"
+    return "-".join(parts + option_file_parts(options)) + ".json"
 
 
 def _check_option_values(variant, nets: nn.ModuleDict, spec, options: dict, device) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..cpu_threads import add_threads_option
 # The CLI's own argument checks (imported after ganzoo.cli loads); --stage and --truncation as `ganzoo sample`.
-from ..cli import _finite_float, _positive_int, _sample_count, _seed, path_arg
+from ..cli import SAMPLING_OPTIONS, _finite_float, _positive_int, _sample_count, _seed, path_arg
 
 EPILOG = """examples:
   ganzoo eval runs/wgan-gp-grid                 # 2500 samples: modes, high-quality %, reverse KL
@@ -93,7 +93,7 @@ def add_command(subparsers, parser_class) -> None:
 
 #: The ``ganzoo sample`` options ``ganzoo eval`` passes to ``Variant.generate`` (the per-sample ones:
 #: ``--style-mix`` draws a grid, not samples).
-EVAL_SAMPLING_OPTIONS = ("stage", "truncation")
+EVAL_SAMPLING_OPTIONS = tuple(key for key in SAMPLING_OPTIONS if key != "style_mix")
 
 
 def cmd_eval(args) -> int:
