@@ -167,6 +167,18 @@ def all_reduce_max(value: float, ctx: DistContext, device: torch.device) -> floa
     return flag.item()
 
 
+def all_reduce_all(flag: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """A 0-d bool tensor that is True when ``flag`` is True on every rank; stays on the device
+    (no host synchronisation: the trainer reads it at the end of a generator step)."""
+    if not ctx.enabled:
+        return flag
+    import torch.distributed as dist
+
+    value = flag.to(torch.float32).reshape(1)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return value[0] > 0.5
+
+
 def gather_from_ranks(rows: torch.Tensor) -> list[torch.Tensor]:
     """Every rank's ``rows`` (k_r, ...), in rank order; ``[rows]`` outside torchrun.
 

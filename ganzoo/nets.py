@@ -7,7 +7,8 @@ raw scores ``(B,)`` (logits for the BCE variants).
 
 * MLP nets: the toy nets of the WGAN-GP paper (3 x Linear 512 + ReLU) for
   vectors, and the classic MNIST GAN MLP (hidden 128, LeakyReLU) for flattened
-  images. PacGAN's toy nets (``toy_arch=pacgan``): a 4 x 400 ReLU + BatchNorm
+  images, or PyTorch-GAN's widening MLPs (G 128-256-512-1024 with BatchNorm,
+  D 512-256). PacGAN's toy nets (``toy_arch=pacgan``): a 4 x 400 ReLU + BatchNorm
   generator and a maxout discriminator.
 * Conv nets: the DCGAN family. An image of side S is reached from a seed of
   side S / 2^k (k upsamplings by transposed conv 4x4 stride 2, the seed side
@@ -82,18 +83,28 @@ class _LabelInput(nn.Module):
 
 
 class MLPGenerator(nn.Module):
-    """z (B, nz) [+ labels] -> (B, *shape); ``layers`` hidden Linear+activation blocks."""
+    """z (B, nz) [+ labels] -> (B, *shape); ``layers`` hidden Linear+activation blocks.
+
+    widths: the hidden sizes, overriding ``hidden`` x ``layers`` (e.g. PyTorch-GAN's
+    128, 256, 512, 1024). batchnorm_eps: BatchNorm1d with this eps after every hidden
+    Linear but the first (PyTorch-GAN passes 0.8 as BatchNorm1d's second argument,
+    which is eps); None: no BatchNorm.
+    """
 
     def __init__(self, nz: int, shape: tuple[int, ...], hidden: int, layers: int,
                  activation: str = "relu", tanh: bool = False,
-                 num_classes: int | None = None, embed_dim: int = 10):
+                 num_classes: int | None = None, embed_dim: int = 10,
+                 widths: tuple[int, ...] | None = None, batchnorm_eps: float | None = None):
         super().__init__()
         self.shape = tuple(shape)
         self.labels = _LabelInput(num_classes, embed_dim)
-        dims = [nz + self.labels.dim] + [hidden] * layers
+        dims = [nz + self.labels.dim] + list(widths or [hidden] * layers)
         blocks: list[nn.Module] = []
-        for a, b in zip(dims[:-1], dims[1:]):
-            blocks += [nn.Linear(a, b), _activation(activation)]
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            blocks.append(nn.Linear(a, b))
+            if batchnorm_eps is not None and i > 0:
+                blocks.append(nn.BatchNorm1d(b, eps=batchnorm_eps))
+            blocks.append(_activation(activation))
         blocks.append(nn.Linear(dims[-1], math.prod(self.shape)))
         if tanh:
             blocks.append(nn.Tanh())
@@ -106,13 +117,15 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """x (B, *shape) [+ labels] -> scores (B,); inputs are flattened."""
+    """x (B, *shape) [+ labels] -> scores (B,); inputs are flattened. widths: the hidden
+    sizes, overriding ``hidden`` x ``layers``."""
 
     def __init__(self, shape: tuple[int, ...], hidden: int, layers: int,
-                 activation: str = "relu", num_classes: int | None = None, embed_dim: int = 10):
+                 activation: str = "relu", num_classes: int | None = None, embed_dim: int = 10,
+                 widths: tuple[int, ...] | None = None):
         super().__init__()
         self.labels = _LabelInput(num_classes, embed_dim)
-        dims = [math.prod(shape) + self.labels.dim] + [hidden] * layers
+        dims = [math.prod(shape) + self.labels.dim] + list(widths or [hidden] * layers)
         blocks: list[nn.Module] = []
         for a, b in zip(dims[:-1], dims[1:]):
             blocks += [nn.Linear(a, b), _critic_activation(activation)]

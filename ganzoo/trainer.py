@@ -48,9 +48,9 @@ import torch
 from . import __version__, cpu_threads
 from .checkpoint import (CHECKPOINT_DIR, checkpoint_name, divergence_advice, list_checkpoints, rng_state,
                          set_rng_state)
-from .data.base import Dataset, DataSpec
-from .distributed import (SINGLE, DistContext, all_reduce_gradients, all_reduce_max, all_reduce_mean, barrier,
-                          broadcast_buffers, check_consistent, sync_batchnorm)
+from .data.base import Batch, Dataset, DataSpec
+from .distributed import (SINGLE, DistContext, all_reduce_all, all_reduce_gradients, all_reduce_max, all_reduce_mean,
+                          barrier, broadcast_buffers, check_consistent, sync_batchnorm)
 from .errors import GanzooError
 from .events import FAILED, FINISHED, STOPPED, Observer, Observers, Run
 from .io import os_reason
@@ -133,11 +133,12 @@ class _StopSignals:
             signal.signal(signum, handler)
 
 
-def _grad_norm(optimizers: list[torch.optim.Optimizer]) -> torch.Tensor:
+def _grad_norm(optimizers: list[torch.optim.Optimizer], device: torch.device) -> torch.Tensor:
+    """The 2-norm of all the optimisers' gradients, a 0-d tensor on ``device`` (0 without any)."""
     grads = [p.grad for opt in optimizers for g in opt.param_groups for p in g["params"] if p.grad is not None]
     if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        return torch.zeros((), device=device)
+    return torch.nn.utils.get_total_norm(grads)  # one fused norm per device and dtype
 
 
 class Trainer:
@@ -157,6 +158,7 @@ class Trainer:
         self._fixed: tuple[torch.Tensor, torch.Tensor | None, int] | None = None  # the grids' noise
         self.toolkit = variant.toolkit
         self.precision = Precision(self.options.precision or "fp32", self.device)
+        self._trainable_key: tuple | None = None  # whose parameters require grad now (see _trainable)
 
     # -- setup --------------------------------------------------------------
     def _fixed_inputs(self, spec: DataSpec) -> tuple[torch.Tensor, torch.Tensor | None, int]:
@@ -186,17 +188,41 @@ class Trainer:
             yield
 
     def _trainable(self, state: TrainState, phase: Phase) -> list[torch.optim.Optimizer]:
-        """Make only the phase's parameters require grad; return its optimisers."""
+        """Make only the phase's parameters require grad; return its optimisers. The flags are
+        set only when the trainable set changes (a phase that updates what the previous one
+        did, such as stylegan2's G then G_pl, changes nothing)."""
         try:
             optimizers = [state.optimizers[key] for key in phase.updates]
         except KeyError as exc:
             raise GanzooError(
                 f"variant {self.variant.name!r}: phase {phase.name!r} updates unknown optimiser {exc}"
             ) from None
-        owned = {id(p) for opt in optimizers for group in opt.param_groups for p in group["params"]}
-        for p in state.nets.parameters():
-            p.requires_grad_(id(p) in owned)
+        params = list(state.nets.parameters())
+        key = (tuple(map(id, optimizers)), tuple(map(id, params)))  # nets or optimisers replaced: set again
+        if self._trainable_key != key:
+            owned = {id(p) for opt in optimizers for group in opt.param_groups for p in group["params"]}
+            for p in params:
+                p.requires_grad_(id(p) in owned)
+            self._trainable_key = key
         return optimizers
+
+    def _phase_batch(self, phase: Phase) -> Batch:
+        """The batch a phase's loss gets: a real one, or (``phase.uses_real`` False) only its size,
+        device and, for a conditional variant, labels drawn as the data's would be."""
+        size = self.variant.batch_size
+        if phase.uses_real:
+            return self.dataset.sample(size)
+        labels = self.dataset.sample_labels(size) if self.variant.conditional else None
+        return Batch.without_data(size, self.dataset.device, labels)
+
+    def _skips_on_device(self, optimizers: list[torch.optim.Optimizer]) -> bool:
+        """Whether a non-finite update can be dropped on the device: every optimiser is torch's
+        fused Adam, which skips its update (moments and step count included) when handed a
+        nonzero ``found_inf`` tensor, the mechanism torch's GradScaler uses; and no fp16 loss
+        scaler has to decide on the host. Then a phase repeat never waits for the device."""
+        return self.precision.scaler is None and all(
+            isinstance(opt, torch.optim.Adam) and all(group.get("fused") for group in opt.param_groups)
+            for opt in optimizers)
 
     # -- what the output observers (ganzoo.outputs) ask of the trainer ----------
     def write_grid(self, state: TrainState, path: Path) -> torch.Tensor:
@@ -317,32 +343,43 @@ class Trainer:
         """One generator step: every phase, with its repeats; returns the stats per name.
 
         A non-finite loss or gradient raises :class:`Diverged`, or with
-        ``on_nan="skip"`` drops that optimiser step and counts it.
+        ``on_nan="skip"`` drops that optimiser step and counts it. Where the
+        optimisers can drop an update on the device (:meth:`_skips_on_device`:
+        fused Adam, which every built-in variant uses) the check never waits
+        for the device inside the step: each repeat hands its finite flag to
+        the optimiser, which skips a bad update by itself, and the flags are
+        read once, at the end of the generator step. Elsewhere each repeat is
+        checked on the host before its update.
         """
         stats_out: dict[str, list[torch.Tensor]] = {
             name: [torch.tensor(float(value))] for name, value in self.toolkit.before_step(state).items()}
         accumulate = self.options.accumulate
         shards = self.dist.world * accumulate
         mine = range(self.dist.rank * accumulate, (self.dist.rank + 1) * accumulate)
+        deferred: list[tuple[str, torch.Tensor, torch.Tensor, list[torch.Tensor]]] = []  # read at the step's end
         for phase in self.variant.phases(state.step):
             if state.step % phase.every:
                 continue
             optimizers = self._trainable(state, phase)
+            on_device = self._skips_on_device(optimizers)
             for _ in range(phase.repeats):
                 # Every rank draws the same global batch and keeps its shards.
-                batch = self.dataset.sample(self.variant.batch_size)
+                batch = self._phase_batch(phase)
                 base_seed = int(torch.randint(0, 2**62, (1,)).item()) if shards > 1 else None
                 broadcast_buffers(state.nets, self.dist)  # rank 0's BatchNorm statistics everywhere
                 for opt in optimizers:
                     opt.zero_grad(set_to_none=True)
                 bad_loss = None
+                losses: list[torch.Tensor] = []
                 repeat_stats: dict[str, list[torch.Tensor]] = {}
                 for shard in mine:
                     micro = batch.shard(shard, shards) if shards > 1 else batch
                     with self._shard_rng(base_seed, shard):
                         with self.precision.loss_context():
                             loss, stats = phase.loss(state.nets, micro)
-                        if not torch.isfinite(loss) and bad_loss is None:
+                        if on_device:
+                            losses.append(loss.detach())
+                        elif not torch.isfinite(loss) and bad_loss is None:
                             bad_loss = loss.item()
                         # Always backward, even a NaN: every rank must join the gradient all-reduce.
                         self.precision.backward(loss / accumulate if accumulate > 1 else loss)
@@ -351,34 +388,74 @@ class Trainer:
                         repeat_stats.setdefault(f"{phase.name}/{key}", []).append(value)
                 all_reduce_gradients(optimizers, self.dist)
                 self.precision.unscale(optimizers)
-                problem = None
-                if all_reduce_max(float(bad_loss is not None), self.dist, self.device):
-                    problem = (f"{phase.name}/loss is {bad_loss}" if bad_loss is not None
-                               else f"{phase.name}/loss is not finite on another rank")
-                else:
-                    norm = _grad_norm(optimizers)  # after the all-reduce: the same on every rank
-                    if not torch.isfinite(norm):
-                        problem = f"the gradient of {phase.name}/loss is {norm.item()}"
-                if problem is not None:
-                    if self.precision.absorb_overflow(optimizers):  # fp16: skip, halve the loss scale
-                        continue
-                    if self.options.on_nan == "skip":
-                        self.skipped_steps += 1
+                if on_device:
+                    # Losses may differ between ranks: their flag is all-reduced; the norm is taken
+                    # after the gradient all-reduce, so it is the same on every rank.
+                    loss_ok = all_reduce_all(torch.isfinite(torch.stack(losses)).all(), self.dist)
+                    norm = _grad_norm(optimizers, self.device)
+                    found_inf = (~(loss_ok & torch.isfinite(norm))).to(torch.float32)
+                    for opt in optimizers:
+                        opt.grad_scale, opt.found_inf = None, found_inf
+                    try:
+                        self.precision.step(optimizers)
+                    finally:
                         for opt in optimizers:
-                            opt.zero_grad(set_to_none=True)
-                        continue
-                    raise Diverged(
-                        f"training diverged at step {state.step + 1}, phase {phase.name}: {problem}; "
-                        f"{divergence_advice(self.run_dir)}")
-                self.precision.step(optimizers)
+                            del opt.grad_scale, opt.found_inf
+                    deferred.append((phase.name, loss_ok, norm, losses))
+                else:
+                    problem = None
+                    if all_reduce_max(float(bad_loss is not None), self.dist, self.device):
+                        problem = (f"{phase.name}/loss is {bad_loss}" if bad_loss is not None
+                                   else f"{phase.name}/loss is not finite on another rank")
+                    else:
+                        norm = _grad_norm(optimizers, self.device)  # after the all-reduce: the same on every rank
+                        if not torch.isfinite(norm):
+                            problem = f"the gradient of {phase.name}/loss is {norm.item()}"
+                    if problem is not None:
+                        if self.precision.absorb_overflow(optimizers):  # fp16: skip, halve the loss scale
+                            continue
+                        if self.options.on_nan == "skip":
+                            self.skipped_steps += 1
+                            for opt in optimizers:
+                                opt.zero_grad(set_to_none=True)
+                            continue
+                        raise Diverged(
+                            f"training diverged at step {state.step + 1}, phase {phase.name}: {problem}; "
+                            f"{divergence_advice(self.run_dir)}")
+                    self.precision.step(optimizers)
                 if phase.after is not None:
                     phase.after(state.nets)
                 for name, values in repeat_stats.items():
                     stats_out.setdefault(name, []).extend(values)
+        if deferred:
+            self._settle(state, deferred)
         state.step += 1
         self.variant.end_step(state)
         self.toolkit.after_step(state)
         return stats_out
+
+    def _settle(self, state: TrainState,
+                deferred: list[tuple[str, torch.Tensor, torch.Tensor, list[torch.Tensor]]]) -> None:
+        """Read a generator step's finite flags: one wait for the device per generator step.
+        Bad updates were already dropped by the optimisers: count them (``on_nan="skip"``) or
+        raise :class:`Diverged` naming the first phase that had one, as the host check would."""
+        flags = torch.stack([torch.stack([loss_ok, torch.isfinite(norm)]) for _, loss_ok, norm, _ in deferred]).cpu()
+        bad = ~flags.all(dim=1)
+        if not bool(bad.any()):
+            return
+        if self.options.on_nan == "skip":
+            self.skipped_steps += int(bad.sum())
+            return
+        first = int(bad.nonzero()[0])
+        phase, _, norm, losses = deferred[first]
+        if not flags[first, 0]:
+            values = torch.stack(losses).float().cpu()
+            problem = (f"{phase}/loss is {values[~torch.isfinite(values)][0].item()}"
+                       if not bool(torch.isfinite(values).all()) else f"{phase}/loss is not finite on another rank")
+        else:
+            problem = f"the gradient of {phase}/loss is {norm.item()}"
+        raise Diverged(f"training diverged at step {state.step + 1}, phase {phase}: {problem} (that update was "
+                       f"not applied); {divergence_advice(self.run_dir)}")
 
     def run(self, state: TrainState | None = None, resume: dict[str, Any] | None = None,
             resume_note: dict[str, Any] | None = None) -> RunResult:

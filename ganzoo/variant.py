@@ -89,6 +89,11 @@ class Phase:
         it counts generator steps (``TrainState.step``), not critic steps.
     after: called with the nets after each optimiser step (weight clipping,
         EMA updates), or None.
+    uses_real: whether ``loss`` reads ``batch.real`` (or ``batch.extra``). False
+        (a generator phase that only draws noise): the trainer draws no data
+        batch; the loss gets a batch of the same length on the same device
+        whose ``real`` has no columns ``(B, 0)`` and whose ``labels`` (for a
+        conditional variant) are drawn as the data's would be.
     """
 
     name: str
@@ -97,6 +102,7 @@ class Phase:
     repeats: int = 1
     every: int = 1
     after: Callable[[nn.ModuleDict], None] | None = None
+    uses_real: bool = True
 
 
 @dataclass

@@ -91,6 +91,12 @@ class Batch:
     def __len__(self) -> int:
         return self.real.shape[0]
 
+    @classmethod
+    def without_data(cls, size: int, device: torch.device, labels: torch.Tensor | None = None) -> "Batch":
+        """A batch of ``size`` rows with no data: ``real`` is ``(size, 0)``; for phases that only
+        need the batch size, the device and labels (``Phase.uses_real`` False)."""
+        return cls(torch.empty(size, 0, device=device), labels)
+
     def shard(self, index: int, count: int) -> "Batch":
         """The ``index``-th of ``count`` equal contiguous slices (for ranks and micro-batches)."""
         size = len(self) // count
@@ -168,6 +174,12 @@ class Dataset(abc.ABC):
     @abc.abstractmethod
     def sample(self, batch_size: int) -> Batch:
         """A batch of ``batch_size`` examples on ``self.device`` (see :class:`Batch`)."""
+
+    def sample_labels(self, batch_size: int) -> torch.Tensor | None:
+        """The labels ``(batch_size,)`` int64 of a batch, for a phase that needs no data
+        (``Phase.uses_real`` False); None for unlabeled data. Default: those of :meth:`sample`
+        (a dataset may draw the labels alone, as the in-memory ones do)."""
+        return self.sample(batch_size).labels
 
     @abc.abstractmethod
     def reference_sample(self, n: int) -> Batch:
@@ -271,3 +283,8 @@ class InMemoryDataset(Dataset):
         indices = self._next_indices(batch_size)
         labels = None if self.labels is None else self.labels[indices]
         return Batch(self._scale(self.data[indices]), labels)
+
+    def sample_labels(self, batch_size: int) -> torch.Tensor | None:
+        # The next examples' labels, without gathering and scaling their images.
+        indices = self._next_indices(batch_size)
+        return None if self.labels is None else self.labels[indices]

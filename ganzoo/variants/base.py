@@ -7,8 +7,8 @@ losses (:meth:`d_loss`, :meth:`g_loss`) and, if it wants, its own nets
 
 Hyperparameters every subclass has (override values in ``defaults``):
 ``steps`` generator steps, ``batch_size``, ``lr_g``, ``lr_d``, ``betas``,
-``n_critic``, ``nz`` (noise dim for images), ``arch`` ("mlp" or "conv" for
-images), ``g_width``/``d_width`` (conv base channels), ``hidden``/``layers`` (MLP nets) and
+``n_critic``, ``nz`` (noise dim for images), ``arch`` ("mlp", "pytorch-gan-mlp" or "conv"
+for images), ``g_width``/``d_width`` (conv base channels), ``hidden``/``layers`` (MLP nets) and
 ``toy_nz``/``toy_hidden``/``toy_layers``/``toy_arch`` (nets for vector data).
 
 It takes every toolkit feature (:mod:`ganzoo.toolkit`): those every variant
@@ -30,6 +30,7 @@ from ..errors import GanzooError
 from ..nets import (ConvDiscriminator, ConvGenerator, MaxoutDiscriminator, MLPDiscriminator, MLPGenerator,
                     PacGANToyGenerator, dcgan_init, gaussian_init)
 from ..ops import gradient_penalty
+from ..optim import adam
 from ..toolkit.pack import packed_shape
 from ..toolkit.r1 import r1_due
 from ..variant import Phase, Variant
@@ -135,6 +136,16 @@ class TwoPlayerVariant(Variant):
                 "D": MLPDiscriminator(self.critic_shape(spec), hp["hidden"], hp["layers"], "lrelu",
                                       num_classes=classes),
             })
+        if hp["arch"] == "pytorch-gan-mlp":
+            # The MLPs every script of eriklindernoren/PyTorch-GAN uses (gan.py, wgan_gp.py, ...):
+            # G 128-256-512-1024 with BatchNorm1d(eps 0.8) after all but the first, D 512-256,
+            # LeakyReLU 0.2; the peer benchmark (benchmarks/peer.py) trains them against a stock loop.
+            return nn.ModuleDict({
+                "G": MLPGenerator(hp["nz"], spec.shape, 0, 0, "lrelu", tanh=True, num_classes=classes,
+                                  widths=(128, 256, 512, 1024), batchnorm_eps=0.8),
+                "D": MLPDiscriminator(self.critic_shape(spec), 0, 0, "lrelu", num_classes=classes,
+                                      widths=(512, 256)),
+            })
         if hp["arch"] == "conv":
             try:
                 return nn.ModuleDict({
@@ -144,7 +155,7 @@ class TwoPlayerVariant(Variant):
                 })
             except ValueError as exc:
                 raise GanzooError(f"{exc}; use --set arch=mlp for other image sizes") from None
-        raise GanzooError(f"unknown arch {hp['arch']!r}; use 'mlp' or 'conv'")
+        raise GanzooError(f"unknown arch {hp['arch']!r}; use 'mlp', 'pytorch-gan-mlp' or 'conv'")
 
     def critic_shape(self, spec: DataSpec) -> tuple[int, ...]:
         """The shape of one critic input: the data's, times ``pack`` along the first axis."""
@@ -153,8 +164,8 @@ class TwoPlayerVariant(Variant):
     def make_optimizers(self, nets: nn.ModuleDict) -> dict[str, torch.optim.Optimizer]:
         hp = self.hparams
         return {
-            "G": torch.optim.Adam(nets["G"].parameters(), lr=hp["lr_g"], betas=hp["betas"]),
-            "D": torch.optim.Adam(nets["D"].parameters(), lr=hp["lr_d"], betas=hp["betas"]),
+            "G": adam(nets["G"].parameters(), lr=hp["lr_g"], betas=hp["betas"]),
+            "D": adam(nets["D"].parameters(), lr=hp["lr_d"], betas=hp["betas"]),
         }
 
     # -- sampling -----------------------------------------------------------
@@ -179,7 +190,7 @@ class TwoPlayerVariant(Variant):
                                             r1_weight=hp["r1_gamma"] / 2 * hp["r1_every"])
         return [
             Phase("D", ("D",), critic_loss, repeats=int(hp["n_critic"])),
-            Phase("G", ("G",), self.generator_step),
+            Phase("G", ("G",), self.generator_step, uses_real=self.generator_sees_real),
         ]
 
     def _labels(self, batch: Batch) -> torch.Tensor | None:

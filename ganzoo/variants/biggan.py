@@ -132,6 +132,7 @@ from ..data.base import Batch, DataSpec
 from ..errors import GanzooError
 from ..hookspecs import hookimpl
 from ..nets import center_crop, pad_to_side, power_of_two_side
+from ..optim import adam
 from ..sampling import check_psi
 from ..variant import Phase, Variant
 
@@ -472,14 +473,15 @@ class BigGAN(Variant):
 
     def make_optimizers(self, nets: nn.ModuleDict) -> dict[str, torch.optim.Optimizer]:
         hp = self.hparams
-        return {"G": torch.optim.Adam(nets["G"].parameters(), lr=hp["lr_g"], betas=hp["betas"], eps=hp["adam_eps"]),
-                "D": torch.optim.Adam(nets["D"].parameters(), lr=hp["lr_d"], betas=hp["betas"], eps=hp["adam_eps"])}
+        return {"G": adam(nets["G"].parameters(), lr=hp["lr_g"], betas=hp["betas"], eps=hp["adam_eps"]),
+                "D": adam(nets["D"].parameters(), lr=hp["lr_d"], betas=hp["betas"], eps=hp["adam_eps"])}
 
     def phases(self, step: int) -> list[Phase]:
         """n_critic D steps, then a G step; each advances its net's spectral norms after the step."""
         return [Phase("D", ("D",), self.critic_loss, repeats=int(self.hparams["n_critic"]),
                       after=lambda nets: power_iteration(nets["D"])),
-                Phase("G", ("G",), self.generator_loss, after=lambda nets: power_iteration(nets["G"]))]
+                Phase("G", ("G",), self.generator_loss, after=lambda nets: power_iteration(nets["G"]),
+                      uses_real=False)]
 
     def latent(self, n: int, device: torch.device) -> torch.Tensor:
         return torch.randn(n, self.hparams["nz"], device=device)

@@ -56,6 +56,7 @@ from ..distributed import gather_from_ranks
 from ..errors import GanzooError
 from ..hookspecs import hookimpl
 from ..nets import dcgan_init
+from ..optim import adam
 from ..variant import Phase, TrainState, Variant
 
 
@@ -242,8 +243,8 @@ class CycleGAN(Variant):
         hp = self.hparams
         generators = [*nets["G_ab"].parameters(), *nets["G_ba"].parameters()]
         critics = [*nets["D_a"].parameters(), *nets["D_b"].parameters()]
-        return {"G": torch.optim.Adam(generators, lr=hp["lr_g"], betas=hp["betas"]),
-                "D": torch.optim.Adam(critics, lr=hp["lr_d"], betas=hp["betas"])}
+        return {"G": adam(generators, lr=hp["lr_g"], betas=hp["betas"]),
+                "D": adam(critics, lr=hp["lr_d"], betas=hp["betas"])}
 
     def phases(self, step: int) -> list[Phase]:
         return [Phase("G", ("G",), self.generator_loss), Phase("D", ("D",), self.critic_loss)]

@@ -67,6 +67,7 @@ from ..errors import GanzooError
 from ..hookspecs import hookimpl
 from ..nets import MinibatchStdDev, center_crop, pad_to_side, power_of_two_side
 from ..ops import gradient_penalty
+from ..optim import adam
 from ..variant import Phase, TrainState, Variant
 
 #: The lowest resolution: PGGAN starts every run at 4x4.
@@ -289,11 +290,11 @@ class PGGAN(Variant):
 
     def make_optimizers(self, nets: nn.ModuleDict) -> dict[str, torch.optim.Optimizer]:
         hp = self.hparams
-        return {"G": torch.optim.Adam(nets["G"].parameters(), lr=hp["lr_g"], betas=hp["betas"], eps=1e-8),
-                "D": torch.optim.Adam(nets["D"].parameters(), lr=hp["lr_d"], betas=hp["betas"], eps=1e-8)}
+        return {"G": adam(nets["G"].parameters(), lr=hp["lr_g"], betas=hp["betas"], eps=1e-8),
+                "D": adam(nets["D"].parameters(), lr=hp["lr_d"], betas=hp["betas"], eps=1e-8)}
 
     def phases(self, step: int) -> list[Phase]:
-        return [Phase("D", ("D",), self.critic_loss), Phase("G", ("G",), self.generator_loss)]
+        return [Phase("D", ("D",), self.critic_loss), Phase("G", ("G",), self.generator_loss, uses_real=False)]
 
     def latent(self, n: int, device: torch.device) -> torch.Tensor:
         return torch.randn(n, self.hparams["nz"], device=device)

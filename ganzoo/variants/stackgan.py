@@ -69,6 +69,7 @@ from ..data.base import Batch, DataSpec
 from ..errors import GanzooError
 from ..hookspecs import hookimpl
 from ..nets import center_crop, dcgan_init, pad_to_side, power_of_two_side
+from ..optim import adam
 from ..variant import Phase, TrainState, Variant
 
 
@@ -297,14 +298,14 @@ class StackGAN(Variant):
 
     def make_optimizers(self, nets: nn.ModuleDict) -> dict[str, torch.optim.Optimizer]:
         hp = self.hparams
-        return {key: torch.optim.Adam(nets[key].parameters(), lr=hp["lr_g"] if key[0] == "G" else hp["lr_d"],
+        return {key: adam(nets[key].parameters(), lr=hp["lr_g"] if key[0] == "G" else hp["lr_d"],
                                       betas=hp["betas"])
                 for key in ("G1", "D1", "G2", "D2")}
 
     def phases(self, step: int) -> list[Phase]:
         if self.stage_of(step) == 1:
-            return [Phase("D1", ("D1",), self.stage_one_critic), Phase("G1", ("G1",), self.stage_one_generator)]
-        return [Phase("D2", ("D2",), self.stage_two_critic), Phase("G2", ("G2",), self.stage_two_generator)]
+            return [Phase("D1", ("D1",), self.stage_one_critic), Phase("G1", ("G1",), self.stage_one_generator, uses_real=False)]
+        return [Phase("D2", ("D2",), self.stage_two_critic), Phase("G2", ("G2",), self.stage_two_generator, uses_real=False)]
 
     def end_step(self, state: TrainState) -> None:
         state.nets["progress"].stage.fill_(self.stage_of(state.step))

@@ -94,6 +94,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import optim
 from ..data.base import Batch, DataSpec
 from ..distributed import gather_from_ranks
 from ..errors import GanzooError
@@ -500,7 +501,7 @@ class StyleGAN2(Variant):
 
         def adam(params, lr: float, interval: int) -> torch.optim.Optimizer:
             ratio = interval / (interval + 1)
-            return torch.optim.Adam(params, lr=lr * ratio, betas=tuple(b ** ratio for b in hp["betas"]), eps=1e-8)
+            return optim.adam(params, lr=lr * ratio, betas=tuple(b ** ratio for b in hp["betas"]), eps=1e-8)
 
         return {"G": adam(nets["G"].parameters(), hp["lr_g"], hp["pl_every"]),
                 "D": adam(nets["D"].parameters(), hp["lr_d"], hp["r1_every"])}
@@ -508,9 +509,9 @@ class StyleGAN2(Variant):
     def phases(self, step: int) -> list[Phase]:
         """The reference's order: G, G's path length (lazy), D, D's R1 (lazy), each its own optimiser step."""
         hp = self.hparams
-        phases = [Phase("G", ("G",), self.generator_loss)]
+        phases = [Phase("G", ("G",), self.generator_loss, uses_real=False)]
         if hp["pl_weight"] > 0:
-            phases.append(Phase("G_pl", ("G",), self.path_length_loss, every=int(hp["pl_every"])))
+            phases.append(Phase("G_pl", ("G",), self.path_length_loss, every=int(hp["pl_every"]), uses_real=False))
         phases.append(Phase("D", ("D",), self.critic_loss))
         if hp["r1_gamma"] > 0:
             phases.append(Phase("D_r1", ("D",), self.r1_loss, every=int(hp["r1_every"])))

@@ -1,0 +1,198 @@
+"""The trainer's hot path (issue 18): no data drawn for phases that need none, fused Adam that
+drops a non-finite update on the device, the host check kept for other optimisers, and
+PyTorch-GAN's MLP nets (the peer benchmark's)."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+
+import pytest
+import torch
+
+import ganzoo
+from ganzoo.cli import main
+from ganzoo.data.base import Batch
+from ganzoo.optim import adam, fused_supported
+from ganzoo.trainer import Diverged, Trainer, TrainOptions
+
+
+def _trainer(name: str, dataset: str = "digits", tmp_path=None, **hparams):
+    data = ganzoo.create_dataset(dataset, seed=0)
+    variant = ganzoo.create_variant(name, data.spec, **hparams)
+    trainer = Trainer(variant, data, tmp_path, TrainOptions(device="cpu", progress=False))
+    return trainer, trainer.setup()
+
+
+class _CountingDataset:
+    """Wraps a dataset's sample / sample_labels to count the calls."""
+
+    def __init__(self, dataset):
+        self.calls = {"sample": 0, "sample_labels": 0}
+        for name in self.calls:
+            original = getattr(dataset, name)
+
+            def counted(n, _name=name, _original=original):
+                self.calls[_name] += 1
+                return _original(n)
+
+            setattr(dataset, name, counted)
+
+
+@pytest.mark.parametrize("name, conditional", [("dcgan", False), ("cgan", True)])
+def test_generator_phase_draws_no_data(tmp_path, name, conditional):
+    trainer, state = _trainer(name, tmp_path=tmp_path, batch_size=8, g_width=8, d_width=8)
+    counter = _CountingDataset(trainer.dataset)
+    seen = []
+    generator_phase = [p for p in trainer.variant.phases(0) if p.name == "G"][0]
+    assert generator_phase.uses_real is False
+    original_loss = generator_phase.loss
+
+    def spy(nets, batch):
+        seen.append(batch)
+        return original_loss(nets, batch)
+
+    original_phases = trainer.variant.phases
+    trainer.variant.phases = lambda step: [dataclasses.replace(p, loss=spy) if p.name == "G" else p
+                                           for p in original_phases(step)]
+    trainer.train_step(state)
+    # one data batch for the critic; the generator phase only draws labels when conditional
+    assert counter.calls == {"sample": 1, "sample_labels": 1 if conditional else 0}
+    batch = seen[0]
+    assert batch.real.shape == (8, 0) and len(batch) == 8
+    assert (batch.labels is not None) == conditional
+    if conditional:
+        assert batch.labels.dtype == torch.int64 and batch.labels.shape == (8,)
+
+
+def test_without_data_batch_shards_and_refuses_reading():
+    batch = Batch.without_data(8, torch.device("cpu"), torch.arange(8))
+    part = batch.shard(1, 2)
+    assert len(part) == 4 and part.labels.tolist() == [4, 5, 6, 7]
+    with pytest.raises(RuntimeError):
+        batch.real.view(8, 1, 28, 28)  # a loss that reads the data fails loudly
+
+
+def test_in_memory_sample_labels_follow_the_batch_order():
+    a = ganzoo.create_dataset("digits", seed=3)
+    b = ganzoo.create_dataset("digits", seed=3)
+    a.prepare(torch.device("cpu"))
+    b.prepare(torch.device("cpu"))
+    assert torch.equal(a.sample_labels(16), b.sample(16).labels)
+    assert torch.equal(a.sample(16).labels, b.sample_labels(16))
+
+
+def test_builtin_variants_use_fused_adam_and_skip_on_device(tmp_path):
+    trainer, state = _trainer("wgan-gp", tmp_path=tmp_path, batch_size=8, g_width=8, d_width=8)
+    assert all(g["fused"] for opt in state.optimizers.values() for g in opt.param_groups)
+    assert trainer._skips_on_device(list(state.optimizers.values()))
+
+
+def test_adam_helper(monkeypatch):
+    layer = torch.nn.Linear(4, 3)
+    assert fused_supported(layer.parameters())
+    assert adam(layer.parameters(), lr=1e-3).param_groups[0]["fused"]
+    assert not adam(layer.parameters(), lr=1e-3, foreach=False).param_groups[0]["fused"]
+    assert adam([{"params": list(layer.parameters())}], lr=1e-3).param_groups[0]["fused"]
+    monkeypatch.setenv("GANZOO_FUSED_ADAM", "0")
+    assert not adam(layer.parameters(), lr=1e-3).param_groups[0]["fused"]
+
+
+def test_fused_adam_matches_the_default_to_rounding():
+    torch.manual_seed(0)
+    reference = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
+    fused = copy.deepcopy(reference)
+    opts = [torch.optim.Adam(reference.parameters(), lr=1e-3, betas=(0.5, 0.999)),
+            adam(fused.parameters(), lr=1e-3, betas=(0.5, 0.999))]
+    for _ in range(20):
+        x = torch.randn(8, 16)
+        for net, opt in zip((reference, fused), opts):
+            opt.zero_grad()
+            net(x).square().mean().backward()
+            opt.step()
+    for a, b in zip(reference.parameters(), fused.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+class _NaNCriticAtStep2(ganzoo.TwoPlayerVariant):
+    """A critic loss that is NaN on the second generator step; optimiser kind by class attribute."""
+
+    name = "test-nan-critic"
+    paper = summary = "test"
+    defaults = {**ganzoo.TwoPlayerVariant.defaults, "steps": 4}
+    optimizer = "adam"
+
+    def d_loss(self, real_scores, fake_scores):
+        self.calls = getattr(self, "calls", 0) + 1
+        loss = torch.nn.functional.softplus(-real_scores).mean() + torch.nn.functional.softplus(fake_scores).mean()
+        return loss * float("nan") if self.calls == 2 else loss
+
+    def g_loss(self, fake_scores):
+        return torch.nn.functional.softplus(-fake_scores).mean()
+
+    def make_optimizers(self, nets):
+        if self.optimizer == "adam":
+            return super().make_optimizers(nets)
+        return {key: torch.optim.SGD(nets[key].parameters(), lr=1e-3) for key in ("G", "D")}
+
+
+def test_a_dropped_update_leaves_the_weights_untouched(tmp_path):
+    data = ganzoo.create_dataset("8gaussians", seed=0)
+    variant = _NaNCriticAtStep2(data.spec)
+    trainer = Trainer(variant, data, tmp_path, TrainOptions(device="cpu", progress=False))
+    state = trainer.setup()
+    trainer.train_step(state)
+    critic_before = copy.deepcopy(state.nets["D"].state_dict())
+    generator_before = copy.deepcopy(state.nets["G"].state_dict())
+    moments_before = copy.deepcopy(state.optimizers["D"].state_dict()["state"])
+    with pytest.raises(Diverged, match=r"step 2, phase D: D/loss is nan \(that update was not applied\)"):
+        trainer.train_step(state)
+    for key, value in state.nets["D"].state_dict().items():
+        assert torch.equal(value, critic_before[key]), key  # the NaN update was dropped
+    assert any(not torch.equal(v, generator_before[k]) for k, v in state.nets["G"].state_dict().items())
+    after = state.optimizers["D"].state_dict()["state"]
+    for index, moments in moments_before.items():
+        for name, value in moments.items():
+            assert torch.equal(after[index][name], value), (index, name)  # moments and step count too
+
+
+def test_other_optimisers_keep_the_host_check(tmp_path):
+    data = ganzoo.create_dataset("8gaussians", seed=0)
+    variant = _NaNCriticAtStep2(data.spec)
+    variant.optimizer = "sgd"
+    trainer = Trainer(variant, data, tmp_path, TrainOptions(device="cpu", progress=False))
+    state = trainer.setup()
+    assert not trainer._skips_on_device(list(state.optimizers.values()))
+    trainer.train_step(state)
+    generator_before = copy.deepcopy(state.nets["G"].state_dict())
+    with pytest.raises(Diverged, match=r"step 2, phase D: D/loss is nan;"):
+        trainer.train_step(state)
+    for key, value in state.nets["G"].state_dict().items():
+        assert torch.equal(value, generator_before[key])  # stopped before the generator phase
+
+
+def test_skip_counts_a_dropped_update_and_training_goes_on(tmp_path):
+    data = ganzoo.create_dataset("8gaussians", seed=0)
+    variant = _NaNCriticAtStep2(data.spec)
+    trainer = Trainer(variant, data, tmp_path, TrainOptions(device="cpu", progress=False, on_nan="skip"))
+    state = trainer.setup()
+    for _ in range(4):
+        trainer.train_step(state)
+    assert trainer.skipped_steps == 1 and state.step == 4
+    assert all(torch.isfinite(p).all() for p in state.nets.parameters())
+
+
+def test_pytorch_gan_mlp_nets(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "wgan-gp", "--dataset", "digits", "--steps", "2", "--batch-size", "8", "--out", str(out),
+                 "--quiet", "--set", "arch=pytorch-gan-mlp", "nz=100"]) == 0
+    variant = ganzoo.create_variant("wgan-gp", ganzoo.create_dataset("digits").spec, arch="pytorch-gan-mlp", nz=100)
+    nets = variant.networks(ganzoo.create_dataset("digits").spec)
+    linears = [m for m in nets["G"].modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(100, 128), (128, 256), (256, 512), (512, 1024),
+                                                                  (1024, 784)]
+    norms = [m for m in nets["G"].modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert [m.num_features for m in norms] == [256, 512, 1024] and all(m.eps == 0.8 for m in norms)
+    critic = [(m.in_features, m.out_features) for m in nets["D"].modules() if isinstance(m, torch.nn.Linear)]
+    assert critic == [(784, 512), (512, 256), (256, 1)]
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 2
