@@ -7,7 +7,9 @@
 # 3. runs the tests that need CUDA (skipped elsewhere),
 # 4. times the fused ops against eager PyTorch (`ganzoo bench --device cuda`, Markdown),
 # 5. trains dcgan for 50 steps under torchrun with the NCCL backend (1 process per GPU),
-# 6. trains wgan-gp for 2000 steps in fp32, bf16 and fp16: finite?, speed, peak memory.
+# 6. trains wgan-gp for 2000 steps in fp32, bf16 and fp16: finite?, speed, peak memory,
+# 7. times `ganzoo train wgan-gp` against the stock-PyTorch loop (benchmarks/peer.py) and the
+#    step's cost as batch and image size grow (benchmarks/scaling.py), on the GPU.
 # The bench tables go to $OUT, one log per stage to $LOGS (default $OUT); the exit status is the number of failed stages.
 set -u -o pipefail
 OUT=${OUT:-/tmp/gpu-check}
@@ -40,5 +42,9 @@ stage torchrun-nccl 180 $PY -m torch.distributed.run --standalone --nproc-per-no
 grep -h "ranks_consistent\|backend" /tmp/gpu-check-ddp/metrics.jsonl /tmp/gpu-check-ddp/config.json 2>/dev/null | head -3
 stage precision 540 sh -c "$PY benchmarks/precision_runs.py --device cuda --steps 2000 > '$OUT/precision-cuda.md'"
 cat "$OUT/precision-cuda.md"
+stage peer 420 sh -c "$PY benchmarks/peer.py --device cuda --data-dir \"\${MNIST_DIR:-../shared/data/mnist}\" --rounds 3 --steps 100 --warmup 20 --compile > '$OUT/peer-cuda.md'"
+cat "$OUT/peer-cuda.md"
+stage scaling 300 sh -c "$PY benchmarks/scaling.py --device cuda --data-dir \"\${MNIST_DIR:-../shared/data/mnist}\" --steps 30 --warmup 10 --procs 1 > '$OUT/scaling-cuda.md'"
+cat "$OUT/scaling-cuda.md"
 echo "failed stages: $failed"
 exit $failed
