@@ -14,6 +14,8 @@ last, one thread on the CPU:
   rebuilds in stock modules) and the same settings (Adam 2e-4, betas (0.5, 0.999), latent 100,
   batch 64, n_critic 5, lambda 10); its seconds per step come from its own metrics.jsonl;
 * with ``--dataloader``: the stock loop fed by ``torch.utils.data.DataLoader``;
+* with ``--ablations``: ganzoo with torch's default Adam (``GANZOO_FUSED_ADAM=0``) and with the
+  plain-PyTorch reference ops (``GANZOO_OPS=ref``), to show where the lead comes from;
 * with ``--compile``: the stock loop with ``torch.compile`` on G and D (``compile gd``, where torch
   cannot differentiate the penalty twice through a compiled critic: the error is the result) and
   on G alone (``compile g``).
@@ -43,9 +45,8 @@ SETTINGS = ["lr_g=2e-4", "lr_d=2e-4", "betas=0.5,0.999", "nz=100", "n_critic=5",
 GANZOO_NETS = {"mlp": ["arch=pytorch-gan-mlp"], "conv": ["arch=conv", "g_width=64", "d_width=32"]}
 
 
-def one_thread_env() -> dict[str, str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    return env
+def one_thread_env(**extra: str) -> dict[str, str]:
+    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1", **extra)
 
 
 def run_stock(args, arch: str, extra: list[str]) -> dict:
@@ -58,7 +59,7 @@ def run_stock(args, arch: str, extra: list[str]) -> dict:
     return json.loads(lines[-1])
 
 
-def run_ganzoo(args, arch: str) -> dict:
+def run_ganzoo(args, arch: str, **env: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="ganzoo-peer-") as tmp:
         out = Path(tmp) / "run"
         cmd = [sys.executable, "-m", "ganzoo", "train", "wgan-gp", "--dataset", "mnist", "--data-dir", args.data_dir,
@@ -66,7 +67,7 @@ def run_ganzoo(args, arch: str) -> dict:
                "--log-every", str(args.warmup), "--quiet", "--set", *GANZOO_NETS[arch], *SETTINGS]
         if args.device == "cpu":
             cmd += ["--threads", "1"]
-        done = subprocess.run(cmd, capture_output=True, text=True, env=one_thread_env())
+        done = subprocess.run(cmd, capture_output=True, text=True, env=one_thread_env(**env))
         if done.returncode:
             return {"ok": False, "error": (done.stderr.strip().splitlines() or ["no output"])[-1]}
         times = {}
@@ -81,6 +82,10 @@ def kinds(args) -> list[tuple[str, object]]:
     chosen = [("stock", lambda a: run_stock(args, a, [])), ("ganzoo", lambda a: run_ganzoo(args, a))]
     if args.dataloader:
         chosen.append(("stock, DataLoader", lambda a: run_stock(args, a, ["--loader", "dataloader"])))
+    if args.ablations:
+        chosen.append(("ganzoo, torch's default Adam (GANZOO_FUSED_ADAM=0)",
+                       lambda a: run_ganzoo(args, a, GANZOO_FUSED_ADAM="0")))
+        chosen.append(("ganzoo, plain-PyTorch ops (GANZOO_OPS=ref)", lambda a: run_ganzoo(args, a, GANZOO_OPS="ref")))
     if args.compile:
         chosen.append(("stock, compile g", lambda a: run_stock(args, a, ["--compile", "g"])))
         chosen.append(("stock, compile gd", lambda a: run_stock(args, a, ["--compile", "gd"])))
@@ -101,6 +106,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--compile", action="store_true", help="add the torch.compile columns")
     parser.add_argument("--dataloader", action="store_true", help="add the stock loop fed by a DataLoader")
+    parser.add_argument("--ablations", action="store_true",
+                        help="add ganzoo without fused Adam and without the fused ops (where the lead comes from)")
     parser.add_argument("--json", metavar="FILE", help="also write every measurement here")
     args = parser.parse_args(argv)
     if args.steps % args.warmup or args.steps <= args.warmup:

@@ -516,7 +516,8 @@ class Trainer:
                     if state.step % opts.log_every == 0 or state.step == total or signum:
                         now = time.perf_counter()
                         names = sorted(pending)
-                        means = torch.stack([torch.stack(pending[n]).float().mean() for n in names]) \
+                        # nanmean: an update dropped on the device (on_nan="skip") leaves its NaN stats here.
+                        means = torch.stack([torch.stack(pending[n]).float().nanmean() for n in names]) \
                             if names else torch.zeros(0)
                         last = dict(zip(names, all_reduce_mean(means, self.dist).tolist()))
                         record = {"step": state.step, "time": round(now - run_start, 3),
