@@ -598,6 +598,13 @@ def zoo_targets(results: dict) -> list[str]:
         ok = max(fd) <= 60 and min(precision) >= 0.6
         lines.append(f"- `stylegan2` on mnist: FD ≤ 60, precision ≥ 0.6 — **{'met' if ok else 'not met'}** "
                      f"(FD {_seeds(fd, 1)}, precision {_seeds(precision, 3)})")
+    styled = default_records("fashion-mnist", "stylegan2", results.get(("fashion-mnist", "stylegan2"), []))
+    plain = default_records("fashion-mnist", "dcgan", results.get(("fashion-mnist", "dcgan"), []))
+    if styled and plain:  # issue 17 asks for these side by side, with no threshold
+        pairs = (("frechet_distance", "FD", 1), ("precision", "precision", 3), ("recall", "recall", 3))
+        lines.append("- `stylegan2` on fashion-mnist beside `dcgan`'s default row (reported, no threshold): "
+                     + "; ".join(f"{label} {fmt(metric(styled, key), digits)} against {fmt(metric(plain, key), digits)}"
+                                 for key, label, digits in pairs))
     for dataset, least in (("mnist", 0.98), ("fashion-mnist", 0.90)):
         records = default_records(dataset, "biggan", results.get((dataset, "biggan"), []))
         if records:
