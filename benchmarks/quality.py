@@ -974,6 +974,10 @@ def main(argv: list[str] | None = None) -> int:
         for entry in plan.values():
             entry["seeds"] = args.seeds
     variants = args.variants or (ganzoo.list_variants() if args.all_variants else builtin_variants())
+    unknown = [v for v in variants if v not in ganzoo.list_variants()]
+    if unknown:
+        parser.error(f"unknown variant(s): {', '.join(unknown)} (known: {', '.join(ganzoo.list_variants())}; "
+                     "give several separated by spaces)")
     runs_dir = args.runs_dir or Path("runs") / ("quality-quick" if args.quick else "quality")
     n_image = QUICK_IMAGE_N if args.quick else IMAGE_N
     recipe = QUICK_RECIPE if args.quick else None

@@ -124,6 +124,23 @@ TRIALS["biggan-mnist"] = {
 }
 
 
+TRIALS["stackgan-kl"] = {
+    # Issue 16: label accuracy 88-90% against the target of 95%. The paper sets the conditioning
+    # augmentation's KL weight to 1; the authors' code trains with 2 (cfg.TRAIN.COEFF.KL in its
+    # birds/flowers configs). The first recipe's runs are the results table's (same settings).
+    "variant": "stackgan", "dataset": "mnist", "seeds": 2, "steps": "default",
+    "metrics": IMAGE_METRICS + [("label_accuracy", "label acc %", 1, 100.0)],
+    "recipes": {
+        "KL weight 1 (the paper; the default)": {
+            "hparams": {}, "dataset_options": {},
+            "source": "Zhang et al. 2017, section 3.1: lambda = 1; EMA 0.999 with ramp-up 0.05 (the default)"},
+        "KL weight 2": {
+            "hparams": {"kl_weight": 2.0}, "dataset_options": {},
+            "source": "hanzhanggit/StackGAN-Pytorch cfg/*.yml: TRAIN.COEFF.KL 2.0"},
+    },
+}
+
+
 def _rows(label: str, records: list[dict], columns, source: str) -> str:
     """One table row: mean ± s.e. of each metric in the records, then each seed's figures."""
     cells = [quality.fmt(quality.metric(records, key, scale), digits) for key, _, digits, scale in columns]
