@@ -18,8 +18,9 @@ One generator step (:meth:`Trainer.train_step`)::
         repeat phase.repeats times:
             batch = dataset.sample(batch_size); zero the phase's gradients
             for each micro-batch of this rank: with autocast: loss = phase.loss(nets, micro); backward
-            average the gradients over ranks; unscale (fp16); stop on a non-finite loss or gradient
-            step the phase's optimisers; phase.after(nets)
+            average the gradients over ranks; unscale (fp16)
+            step the phase's optimisers unless the loss or gradient is not finite (ganzoo.guard); phase.after(nets)
+    stop (or count, --on-nan skip) if an update was dropped
     state.step += 1; variant.end_step(state); toolkit.after_step(state)   # e.g. EMA update
 
 A run directory holds::
@@ -46,19 +47,23 @@ import numpy as np
 import torch
 
 from . import __version__, cpu_threads
-from .checkpoint import (CHECKPOINT_DIR, checkpoint_name, divergence_advice, list_checkpoints, rng_state,
-                         set_rng_state)
+from .checkpoint import CHECKPOINT_DIR, checkpoint_name, list_checkpoints, rng_state, set_rng_state
 from .data.base import Batch, Dataset, DataSpec
-from .distributed import (SINGLE, DistContext, all_reduce_all, all_reduce_gradients, all_reduce_max, all_reduce_mean,
-                          barrier, broadcast_buffers, check_consistent, sync_batchnorm)
+from .distributed import (SINGLE, DistContext, all_reduce_gradients, all_reduce_max, all_reduce_mean, barrier,
+                          broadcast_buffers, check_consistent, sync_batchnorm)
 from .errors import GanzooError
 from .events import FAILED, FINISHED, STOPPED, Observer, Observers, Run
+from .guard import Diverged, UpdateGuard  # Diverged: also importable from here, as before
 from .io import os_reason
 from .options import TrainOptions  # also importable from here, as before
 from .plotting import save_image_grid, save_scatter_plot
 from .precision import Precision
 from .outputs import builtin_observers
 from .variant import Phase, TrainState, Variant
+
+
+__all__ = ["Diverged", "Interrupted", "RunResult", "Trainer", "TrainOptions", "cuda_available", "resolve_device",
+           "seed_everything"]
 
 
 def cuda_available() -> bool:
@@ -102,10 +107,6 @@ class Interrupted(GanzooError):
         self.exit_code = exit_code
 
 
-class Diverged(GanzooError):
-    """A loss or gradient became NaN or infinite."""
-
-
 class _StopSignals:
     """The first SIGINT/SIGTERM asks the loop to stop after the current step;
     a second SIGINT raises KeyboardInterrupt at once (writes are atomic, so
@@ -133,14 +134,6 @@ class _StopSignals:
             signal.signal(signum, handler)
 
 
-def _grad_norm(optimizers: list[torch.optim.Optimizer], device: torch.device) -> torch.Tensor:
-    """The 2-norm of all the optimisers' gradients, a 0-d tensor on ``device`` (0 without any)."""
-    grads = [p.grad for opt in optimizers for g in opt.param_groups for p in g["params"] if p.grad is not None]
-    if not grads:
-        return torch.zeros((), device=device)
-    return torch.nn.utils.get_total_norm(grads)  # one fused norm per device and dtype
-
-
 class Trainer:
     """Runs a variant's phases on a dataset and writes a run directory."""
 
@@ -154,11 +147,20 @@ class Trainer:
         self.config = config or {}
         self.device = device or resolve_device(self.options.device)
         self.dist = dist
-        self.skipped_steps = 0
         self._fixed: tuple[torch.Tensor, torch.Tensor | None, int] | None = None  # the grids' noise
         self.toolkit = variant.toolkit
         self.precision = Precision(self.options.precision or "fp32", self.device)
+        self.guard = UpdateGuard(self.precision, dist, self.device, self.options.on_nan, self.run_dir)
         self._trainable_key: tuple | None = None  # whose parameters require grad now (see _trainable)
+
+    @property
+    def skipped_steps(self) -> int:
+        """Updates dropped under ``on_nan="skip"`` so far (checkpointed)."""
+        return self.guard.skipped
+
+    @skipped_steps.setter
+    def skipped_steps(self, value: int) -> None:
+        self.guard.skipped = value
 
     # -- setup --------------------------------------------------------------
     def _fixed_inputs(self, spec: DataSpec) -> tuple[torch.Tensor, torch.Tensor | None, int]:
@@ -214,15 +216,6 @@ class Trainer:
             return self.dataset.sample(size)
         labels = self.dataset.sample_labels(size) if self.variant.conditional else None
         return Batch.without_data(size, self.dataset.device, labels)
-
-    def _skips_on_device(self, optimizers: list[torch.optim.Optimizer]) -> bool:
-        """Whether a non-finite update can be dropped on the device: every optimiser is torch's
-        fused Adam, which skips its update (moments and step count included) when handed a
-        nonzero ``found_inf`` tensor, the mechanism torch's GradScaler uses; and no fp16 loss
-        scaler has to decide on the host. Then a phase repeat never waits for the device."""
-        return self.precision.scaler is None and all(
-            isinstance(opt, torch.optim.Adam) and all(group.get("fused") for group in opt.param_groups)
-            for opt in optimizers)
 
     # -- what the output observers (ganzoo.outputs) ask of the trainer ----------
     def write_grid(self, state: TrainState, path: Path) -> torch.Tensor:
@@ -342,26 +335,20 @@ class Trainer:
     def train_step(self, state: TrainState) -> dict[str, list[torch.Tensor]]:
         """One generator step: every phase, with its repeats; returns the stats per name.
 
-        A non-finite loss or gradient raises :class:`Diverged`, or with
-        ``on_nan="skip"`` drops that optimiser step and counts it. Where the
-        optimisers can drop an update on the device (:meth:`_skips_on_device`:
-        fused Adam, which every built-in variant uses) the check never waits
-        for the device inside the step: each repeat hands its finite flag to
-        the optimiser, which skips a bad update by itself, and the flags are
-        read once, at the end of the generator step. Elsewhere each repeat is
-        checked on the host before its update.
+        A non-finite loss or gradient never reaches the weights: the run stops
+        with :class:`Diverged`, or with ``on_nan="skip"`` that update is dropped
+        and counted (:mod:`ganzoo.guard`, which also says when the check
+        waits for the device: with fused Adam only once, at the step's end).
         """
         stats_out: dict[str, list[torch.Tensor]] = {
             name: [torch.tensor(float(value))] for name, value in self.toolkit.before_step(state).items()}
         accumulate = self.options.accumulate
         shards = self.dist.world * accumulate
         mine = range(self.dist.rank * accumulate, (self.dist.rank + 1) * accumulate)
-        deferred: list[tuple[str, torch.Tensor, torch.Tensor, list[torch.Tensor]]] = []  # read at the step's end
         for phase in self.variant.phases(state.step):
             if state.step % phase.every:
                 continue
             optimizers = self._trainable(state, phase)
-            on_device = self._skips_on_device(optimizers)
             for _ in range(phase.repeats):
                 # Every rank draws the same global batch and keeps its shards.
                 batch = self._phase_batch(phase)
@@ -369,93 +356,31 @@ class Trainer:
                 broadcast_buffers(state.nets, self.dist)  # rank 0's BatchNorm statistics everywhere
                 for opt in optimizers:
                     opt.zero_grad(set_to_none=True)
-                bad_loss = None
-                losses: list[torch.Tensor] = []
+                self.guard.start(optimizers)
                 repeat_stats: dict[str, list[torch.Tensor]] = {}
                 for shard in mine:
                     micro = batch.shard(shard, shards) if shards > 1 else batch
                     with self._shard_rng(base_seed, shard):
                         with self.precision.loss_context():
                             loss, stats = phase.loss(state.nets, micro)
-                        if on_device:
-                            losses.append(loss.detach())
-                        elif not torch.isfinite(loss) and bad_loss is None:
-                            bad_loss = loss.item()
-                        # Always backward, even a NaN: every rank must join the gradient all-reduce.
+                        self.guard.saw(loss)
                         self.precision.backward(loss / accumulate if accumulate > 1 else loss)
                     for key, value in stats.items():
                         value = value.detach() if torch.is_tensor(value) else torch.tensor(float(value))
                         repeat_stats.setdefault(f"{phase.name}/{key}", []).append(value)
                 all_reduce_gradients(optimizers, self.dist)
                 self.precision.unscale(optimizers)
-                if on_device:
-                    # Losses may differ between ranks: their flag is all-reduced; the norm is taken
-                    # after the gradient all-reduce, so it is the same on every rank.
-                    loss_ok = all_reduce_all(torch.isfinite(torch.stack(losses)).all(), self.dist)
-                    norm = _grad_norm(optimizers, self.device)
-                    found_inf = (~(loss_ok & torch.isfinite(norm))).to(torch.float32)
-                    for opt in optimizers:
-                        opt.grad_scale, opt.found_inf = None, found_inf
-                    try:
-                        self.precision.step(optimizers)
-                    finally:
-                        for opt in optimizers:
-                            del opt.grad_scale, opt.found_inf
-                    deferred.append((phase.name, loss_ok, norm, losses))
-                else:
-                    problem = None
-                    if all_reduce_max(float(bad_loss is not None), self.dist, self.device):
-                        problem = (f"{phase.name}/loss is {bad_loss}" if bad_loss is not None
-                                   else f"{phase.name}/loss is not finite on another rank")
-                    else:
-                        norm = _grad_norm(optimizers, self.device)  # after the all-reduce: the same on every rank
-                        if not torch.isfinite(norm):
-                            problem = f"the gradient of {phase.name}/loss is {norm.item()}"
-                    if problem is not None:
-                        if self.precision.absorb_overflow(optimizers):  # fp16: skip, halve the loss scale
-                            continue
-                        if self.options.on_nan == "skip":
-                            self.skipped_steps += 1
-                            for opt in optimizers:
-                                opt.zero_grad(set_to_none=True)
-                            continue
-                        raise Diverged(
-                            f"training diverged at step {state.step + 1}, phase {phase.name}: {problem}; "
-                            f"{divergence_advice(self.run_dir)}")
-                    self.precision.step(optimizers)
+                if not self.guard.update(state.step, phase.name, optimizers):
+                    continue  # dropped on the host (fp16 overflow, or on_nan="skip")
                 if phase.after is not None:
                     phase.after(state.nets)
                 for name, values in repeat_stats.items():
                     stats_out.setdefault(name, []).extend(values)
-        if deferred:
-            self._settle(state, deferred)
+        self.guard.settle(state.step)
         state.step += 1
         self.variant.end_step(state)
         self.toolkit.after_step(state)
         return stats_out
-
-    def _settle(self, state: TrainState,
-                deferred: list[tuple[str, torch.Tensor, torch.Tensor, list[torch.Tensor]]]) -> None:
-        """Read a generator step's finite flags: one wait for the device per generator step.
-        Bad updates were already dropped by the optimisers: count them (``on_nan="skip"``) or
-        raise :class:`Diverged` naming the first phase that had one, as the host check would."""
-        flags = torch.stack([torch.stack([loss_ok, torch.isfinite(norm)]) for _, loss_ok, norm, _ in deferred]).cpu()
-        bad = ~flags.all(dim=1)
-        if not bool(bad.any()):
-            return
-        if self.options.on_nan == "skip":
-            self.skipped_steps += int(bad.sum())
-            return
-        first = int(bad.nonzero()[0])
-        phase, _, norm, losses = deferred[first]
-        if not flags[first, 0]:
-            values = torch.stack(losses).float().cpu()
-            problem = (f"{phase}/loss is {values[~torch.isfinite(values)][0].item()}"
-                       if not bool(torch.isfinite(values).all()) else f"{phase}/loss is not finite on another rank")
-        else:
-            problem = f"the gradient of {phase}/loss is {norm.item()}"
-        raise Diverged(f"training diverged at step {state.step + 1}, phase {phase}: {problem} (that update was "
-                       f"not applied); {divergence_advice(self.run_dir)}")
 
     def run(self, state: TrainState | None = None, resume: dict[str, Any] | None = None,
             resume_note: dict[str, Any] | None = None) -> RunResult:

@@ -13,6 +13,7 @@ import torch
 import ganzoo
 from ganzoo.cli import main
 from ganzoo.data.base import Batch
+from ganzoo.guard import skips_on_device
 from ganzoo.optim import adam, fused_supported
 from ganzoo.trainer import Diverged, Trainer, TrainOptions
 
@@ -85,7 +86,7 @@ def test_in_memory_sample_labels_follow_the_batch_order():
 def test_builtin_variants_use_fused_adam_and_skip_on_device(tmp_path):
     trainer, state = _trainer("wgan-gp", tmp_path=tmp_path, batch_size=8, g_width=8, d_width=8)
     assert all(g["fused"] for opt in state.optimizers.values() for g in opt.param_groups)
-    assert trainer._skips_on_device(list(state.optimizers.values()))
+    assert skips_on_device(list(state.optimizers.values()), trainer.precision)
 
 
 def test_adam_helper(monkeypatch):
@@ -162,7 +163,7 @@ def test_other_optimisers_keep_the_host_check(tmp_path):
     variant.optimizer = "sgd"
     trainer = Trainer(variant, data, tmp_path, TrainOptions(device="cpu", progress=False))
     state = trainer.setup()
-    assert not trainer._skips_on_device(list(state.optimizers.values()))
+    assert not skips_on_device(list(state.optimizers.values()), trainer.precision)
     trainer.train_step(state)
     generator_before = copy.deepcopy(state.nets["G"].state_dict())
     with pytest.raises(Diverged, match=r"step 2, phase D: D/loss is nan;"):
