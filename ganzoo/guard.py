@@ -13,8 +13,12 @@ Two ways to check, chosen per phase:
   the device inside the generator step; :meth:`UpdateGuard.settle` reads every flag once at its
   end and raises or counts there. Later phases of that step still run.
 * **On the host** (any other optimiser, or fp16): each repeat's loss and gradient norm are read
-  before its update; a bad one stops the run at once (fp16 first halves its loss scale and
-  retries, see :mod:`ganzoo.precision`).
+  before its update; a bad one stops the run at once (under fp16 it first skips that update and
+  halves the loss scale, see :mod:`ganzoo.precision`).
+
+On the device path a dropped repeat still calls its phase's ``after`` and its stats are logged as
+NaN (the log means skip them); buffers its forward passes changed (BatchNorm running statistics)
+keep the change. Only the weights and the optimiser state are protected.
 """
 from __future__ import annotations
 
@@ -37,13 +41,20 @@ def grad_norm(optimizers: list[torch.optim.Optimizer], device: torch.device) -> 
     grads = [p.grad for opt in optimizers for g in opt.param_groups for p in g["params"] if p.grad is not None]
     if not grads:
         return torch.zeros((), device=device)
-    return torch.nn.utils.get_total_norm(grads)  # one fused norm per device and dtype
+    if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6: one fused norm per device and dtype
+        return torch.nn.utils.get_total_norm(grads)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+
+
+#: Optimisers whose fused ``step`` honours ``found_inf`` (exactly these classes: a subclass may
+#: override ``step`` and drop it).
+SKIPPING_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW)
 
 
 def skips_on_device(optimizers: list[torch.optim.Optimizer], precision: Precision) -> bool:
-    """Whether a bad update can be dropped on the device: all fused Adam, no fp16 scaler."""
+    """Whether a bad update can be dropped on the device: all fused Adam(W), no fp16 scaler."""
     return precision.scaler is None and all(
-        isinstance(opt, torch.optim.Adam) and all(group.get("fused") for group in opt.param_groups)
+        type(opt) in SKIPPING_OPTIMIZERS and all(group.get("fused") for group in opt.param_groups)
         for opt in optimizers)
 
 
@@ -60,6 +71,12 @@ class UpdateGuard:
         self._on_device = False
         self._losses: list[torch.Tensor] = []
         self._bad_loss: float | None = None
+        #: After :meth:`update` on the device path: the repeat's 0-d bool "applied" flag (None on the host path).
+        self.last_ok: torch.Tensor | None = None
+
+    def begin_step(self) -> None:
+        """A generator step begins: flags left by a step that raised midway are dropped."""
+        self._pending = []
 
     def start(self, optimizers: list[torch.optim.Optimizer]) -> None:
         """A phase repeat begins (its micro-batch losses follow)."""
@@ -82,16 +99,19 @@ class UpdateGuard:
             # gradient all-reduce, so it is the same on every rank.
             loss_ok = all_reduce_all(torch.isfinite(torch.stack(self._losses)).all(), self.dist)
             norm = grad_norm(optimizers, self.device)
-            found_inf = (~(loss_ok & torch.isfinite(norm))).to(torch.float32)
-            for opt in optimizers:
+            self.last_ok = loss_ok & torch.isfinite(norm)
+            found_inf = (~self.last_ok).to(torch.float32)
+            unique = list({id(opt): opt for opt in optimizers}.values())
+            for opt in unique:
                 opt.grad_scale, opt.found_inf = None, found_inf
             try:
-                self.precision.step(optimizers)
+                self.precision.step(unique)
             finally:
-                for opt in optimizers:
+                for opt in unique:
                     del opt.grad_scale, opt.found_inf
             self._pending.append((phase, loss_ok, norm, self._losses))
             return True
+        self.last_ok = None
         problem = None
         if all_reduce_max(float(self._bad_loss is not None), self.dist, self.device):
             problem = (f"{phase}/loss is {self._bad_loss}" if self._bad_loss is not None

@@ -8,7 +8,9 @@ On the 2-core CPU it steps PyTorch-GAN's MLP generator (1.5 M parameters) in 0.8
 step (five critic updates and one generator update) spends about a sixth of its time in Adam
 with the default implementation. The update is the same algorithm; the results agree with the
 default implementation to floating-point rounding, not bit for bit, so a run is reproducible
-(and its resume bit-identical on the CPU) under one implementation.
+(and its resume bit-identical on the CPU) under one implementation: a run resumed with the other
+one (``GANZOO_FUSED_ADAM`` changed, or a checkpoint written before 2026-12-05) continues
+correctly but not bit-identically.
 
 Every built-in variant builds its Adam through :func:`adam`; plugins may too (see
 ``docs/plugins.md``). ``GANZOO_FUSED_ADAM=0`` turns it off (torch's default implementation).
@@ -20,19 +22,27 @@ from typing import Any, Iterable
 
 import torch
 
-#: Device types whose Adam torch fuses (torch >= 2.4 on the CPU).
-FUSED_DEVICES = ("cpu", "cuda")
+_TORCH = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
+#: Device types whose Adam this torch fuses (CUDA since 2.0, the CPU since 2.4).
+FUSED_DEVICES = ("cpu", "cuda") if _TORCH >= (2, 4) else ("cuda",)
 
 
-def _parameters(params: Iterable[Any]) -> list[torch.Tensor]:
-    """The tensors of ``params``: tensors, or parameter-group dicts with a ``"params"`` entry."""
-    found: list[torch.Tensor] = []
+def _materialised(params: Iterable[Any]) -> list[Any]:
+    """``params`` as a list whose parameter groups hold lists (a group's generator would be used up
+    by :func:`fused_supported` before Adam saw it)."""
+    out: list[Any] = []
     for item in params:
         if isinstance(item, dict):
-            found.extend(item["params"])
+            group = item["params"]
+            out.append({**item, "params": [group] if torch.is_tensor(group) else list(group)})
         else:
-            found.append(item)
-    return found
+            out.append(item)
+    return out
+
+
+def _parameters(params: list[Any]) -> list[torch.Tensor]:
+    """The tensors of materialised ``params``: tensors, or parameter groups."""
+    return [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
 
 
 def fused_supported(params: Iterable[torch.Tensor]) -> bool:
@@ -53,7 +63,7 @@ def adam(params: Iterable[Any], **kwargs: Any) -> torch.optim.Adam:
     optimisers after moving the nets). kwargs: Adam's (lr, betas, eps, weight_decay, ...);
     an explicit ``fused`` or ``foreach`` is kept as given.
     """
-    params = list(params)
+    params = _materialised(params)
     if "fused" not in kwargs and "foreach" not in kwargs and fused_supported(_parameters(params)):
         kwargs["fused"] = True
     return torch.optim.Adam(params, **kwargs)

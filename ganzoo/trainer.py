@@ -16,7 +16,7 @@ One generator step (:meth:`Trainer.train_step`)::
     for phase in variant.phases(step) (if step % phase.every == 0):
         only the phase's parameters require grad
         repeat phase.repeats times:
-            batch = dataset.sample(batch_size); zero the phase's gradients
+            batch = dataset.sample(batch_size) (its labels only, or nothing, without phase.uses_real); zero the gradients
             for each micro-batch of this rank: with autocast: loss = phase.loss(nets, micro); backward
             average the gradients over ranks; unscale (fp16)
             step the phase's optimisers unless the loss or gradient is not finite (ganzoo.guard); phase.after(nets)
@@ -151,7 +151,7 @@ class Trainer:
         self.toolkit = variant.toolkit
         self.precision = Precision(self.options.precision or "fp32", self.device)
         self.guard = UpdateGuard(self.precision, dist, self.device, self.options.on_nan, self.run_dir)
-        self._trainable_key: tuple | None = None  # whose parameters require grad now (see _trainable)
+        self._trainable_key: tuple[list, list] | None = None  # (optimisers, parameters) of the last _trainable
 
     @property
     def skipped_steps(self) -> int:
@@ -200,8 +200,10 @@ class Trainer:
                 f"variant {self.variant.name!r}: phase {phase.name!r} updates unknown optimiser {exc}"
             ) from None
         params = list(state.nets.parameters())
-        key = (tuple(map(id, optimizers)), tuple(map(id, params)))  # nets or optimisers replaced: set again
-        if self._trainable_key != key:
+        key = (optimizers, params)  # held, and compared by identity: nets or optimisers replaced, set again
+        last = self._trainable_key
+        if last is None or len(last[0]) != len(optimizers) or len(last[1]) != len(params) or not all(
+                a is b for a, b in zip(last[0] + last[1], optimizers + params)):
             owned = {id(p) for opt in optimizers for group in opt.param_groups for p in group["params"]}
             for p in params:
                 p.requires_grad_(id(p) in owned)
@@ -317,9 +319,13 @@ class Trainer:
         try:
             for key, optimizer in state.optimizers.items():
                 settings = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
-                optimizer.load_state_dict(payload["optimizers"][key])
-                for group, fresh in zip(optimizer.param_groups, settings):
-                    group.update(fresh)
+                saved = payload["optimizers"][key]
+                # Today's settings go in before loading, so torch places the state for the implementation
+                # that will step it (e.g. fused Adam's step counters on the device for an older checkpoint).
+                if len(saved["param_groups"]) == len(settings):  # else torch refuses it below
+                    saved = {**saved, "param_groups": [{**group, **fresh} for group, fresh in
+                                                       zip(saved["param_groups"], settings)]}
+                optimizer.load_state_dict(saved)
             state.step = int(payload["step"])
             state.extra = dict(payload.get("extra", {}))
             self.skipped_steps = int(payload.get("skipped_steps", 0))
@@ -345,6 +351,7 @@ class Trainer:
         accumulate = self.options.accumulate
         shards = self.dist.world * accumulate
         mine = range(self.dist.rank * accumulate, (self.dist.rank + 1) * accumulate)
+        self.guard.begin_step()
         for phase in self.variant.phases(state.step):
             if state.step % phase.every:
                 continue
@@ -374,7 +381,10 @@ class Trainer:
                     continue  # dropped on the host (fp16 overflow, or on_nan="skip")
                 if phase.after is not None:
                     phase.after(state.nets)
+                ok = self.guard.last_ok  # on the device path: NaN stats for a dropped update, skipped in the log
                 for name, values in repeat_stats.items():
+                    if ok is not None:
+                        values = [torch.where(ok.to(v.device), v.float(), torch.nan) for v in values]
                     stats_out.setdefault(name, []).extend(values)
         self.guard.settle(state.step)
         state.step += 1

@@ -66,12 +66,12 @@ def test_generator_phase_draws_no_data(tmp_path, name, conditional):
         assert batch.labels.dtype == torch.int64 and batch.labels.shape == (8,)
 
 
-def test_without_data_batch_shards_and_refuses_reading():
+def test_without_data_batch_shards_and_has_no_columns():
     batch = Batch.without_data(8, torch.device("cpu"), torch.arange(8))
     part = batch.shard(1, 2)
     assert len(part) == 4 and part.labels.tolist() == [4, 5, 6, 7]
     with pytest.raises(RuntimeError):
-        batch.real.view(8, 1, 28, 28)  # a loss that reads the data fails loudly
+        batch.real.view(8, 1, 28, 28)  # there is no data to reshape
 
 
 def test_in_memory_sample_labels_follow_the_batch_order():
@@ -217,3 +217,50 @@ def test_fast_path_matches_the_eager_reference(tmp_path, monkeypatch):
     assert not any(g["fused"] for g in reference.optimizers["D"].param_groups)
     for (name, a), (_, b) in zip(fast.nets.named_parameters(), reference.nets.named_parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_adam_keeps_parameter_groups_given_as_generators():
+    layer = torch.nn.Linear(4, 3)
+    opt = adam([{"params": layer.parameters(), "lr": 1e-3}])
+    assert len(opt.param_groups[0]["params"]) == 2 and opt.param_groups[0]["fused"]
+
+
+def test_only_plain_fused_adam_skips_on_device(tmp_path):
+    class MyAdam(torch.optim.Adam):
+        def step(self, closure=None):  # a subclass that may ignore found_inf
+            return super().step(closure)
+
+    trainer, _ = _trainer("dcgan", tmp_path=tmp_path, batch_size=8, g_width=8, d_width=8)
+    layer = torch.nn.Linear(2, 2)
+    assert skips_on_device([adam(layer.parameters(), lr=1e-3)], trainer.precision)
+    assert not skips_on_device([MyAdam(layer.parameters(), lr=1e-3, fused=True)], trainer.precision)
+    assert not skips_on_device([torch.optim.Adam(layer.parameters(), lr=1e-3)], trainer.precision)
+
+
+def test_a_subclass_generator_step_gets_real_data():
+    class FeatureMatching(ganzoo.TwoPlayerVariant):
+        name = "test-feature-matching"
+        paper = summary = "test"
+
+        def d_loss(self, real_scores, fake_scores):
+            return fake_scores.mean() - real_scores.mean()
+
+        def g_loss(self, fake_scores):
+            return -fake_scores.mean()
+
+        def generator_step(self, nets, batch):  # reads batch.real
+            return super().generator_step(nets, batch)
+
+    spec = ganzoo.create_dataset("digits").spec
+    assert [p.uses_real for p in FeatureMatching(spec).phases(0)] == [True, True]
+    assert [p.uses_real for p in ganzoo.create_variant("dcgan", spec).phases(0)] == [True, False]
+
+
+def test_resume_from_torch_default_adam_into_fused_adam(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    args = ["train", "wgan-gp", "--dataset", "8gaussians", "--batch-size", "16", "--out", str(out), "--quiet"]
+    monkeypatch.setenv("GANZOO_FUSED_ADAM", "0")  # as a checkpoint written before fused Adam
+    assert main([*args, "--steps", "2"]) == 0
+    monkeypatch.delenv("GANZOO_FUSED_ADAM")
+    assert main(["train", "--resume", str(out), "--steps", "4", "--quiet"]) == 0
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 4

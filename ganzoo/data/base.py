@@ -285,6 +285,9 @@ class InMemoryDataset(Dataset):
         return Batch(self._scale(self.data[indices]), labels)
 
     def sample_labels(self, batch_size: int) -> torch.Tensor | None:
-        # The next examples' labels, without gathering and scaling their images.
+        # The next examples' labels, without gathering and scaling their images; a subclass that
+        # serves batches its own way keeps its labels.
+        if type(self).sample is not InMemoryDataset.sample:
+            return self.sample(batch_size).labels
         indices = self._next_indices(batch_size)
         return None if self.labels is None else self.labels[indices]

@@ -190,7 +190,9 @@ class TwoPlayerVariant(Variant):
                                             r1_weight=hp["r1_gamma"] / 2 * hp["r1_every"])
         return [
             Phase("D", ("D",), critic_loss, repeats=int(hp["n_critic"])),
-            Phase("G", ("G",), self.generator_step, uses_real=self.generator_sees_real),
+            # A subclass's own generator_step may read batch.real (feature matching): give it the data.
+            Phase("G", ("G",), self.generator_step, uses_real=self.generator_sees_real
+                  or type(self).generator_step is not TwoPlayerVariant.generator_step),
         ]
 
     def _labels(self, batch: Batch) -> torch.Tensor | None:
