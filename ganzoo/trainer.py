@@ -151,7 +151,6 @@ class Trainer:
         self.toolkit = variant.toolkit
         self.precision = Precision(self.options.precision or "fp32", self.device)
         self.guard = UpdateGuard(self.precision, dist, self.device, self.options.on_nan, self.run_dir)
-        self._trainable_key: tuple[list, list] | None = None  # (optimisers, parameters) of the last _trainable
 
     @property
     def skipped_steps(self) -> int:
@@ -190,24 +189,17 @@ class Trainer:
             yield
 
     def _trainable(self, state: TrainState, phase: Phase) -> list[torch.optim.Optimizer]:
-        """Make only the phase's parameters require grad; return its optimisers. The flags are
-        set only when the trainable set changes (a phase that updates what the previous one
-        did, such as stylegan2's G then G_pl, changes nothing)."""
+        """Make only the phase's parameters require grad (once per phase, not per repeat);
+        return its optimisers."""
         try:
             optimizers = [state.optimizers[key] for key in phase.updates]
         except KeyError as exc:
             raise GanzooError(
                 f"variant {self.variant.name!r}: phase {phase.name!r} updates unknown optimiser {exc}"
             ) from None
-        params = list(state.nets.parameters())
-        key = (optimizers, params)  # held, and compared by identity: nets or optimisers replaced, set again
-        last = self._trainable_key
-        if last is None or len(last[0]) != len(optimizers) or len(last[1]) != len(params) or not all(
-                a is b for a, b in zip(last[0] + last[1], optimizers + params)):
-            owned = {id(p) for opt in optimizers for group in opt.param_groups for p in group["params"]}
-            for p in params:
-                p.requires_grad_(id(p) in owned)
-            self._trainable_key = key
+        owned = {id(p) for opt in optimizers for group in opt.param_groups for p in group["params"]}
+        for p in state.nets.parameters():
+            p.requires_grad_(id(p) in owned)
         return optimizers
 
     def _phase_batch(self, phase: Phase) -> Batch:
@@ -381,7 +373,9 @@ class Trainer:
                     continue  # dropped on the host (fp16 overflow, or on_nan="skip")
                 if phase.after is not None:
                     phase.after(state.nets)
-                ok = self.guard.last_ok  # on the device path: NaN stats for a dropped update, skipped in the log
+                # A dropped update's stats reach the log only under on_nan="skip" (else the step raises):
+                # there they become NaN, which the log's means skip.
+                ok = self.guard.last_ok if self.options.on_nan == "skip" else None
                 for name, values in repeat_stats.items():
                     if ok is not None:
                         values = [torch.where(ok.to(v.device), v.float(), torch.nan) for v in values]

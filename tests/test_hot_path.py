@@ -177,9 +177,11 @@ def test_skip_counts_a_dropped_update_and_training_goes_on(tmp_path):
     variant = _NaNCriticAtStep2(data.spec)
     trainer = Trainer(variant, data, tmp_path, TrainOptions(device="cpu", progress=False, on_nan="skip"))
     state = trainer.setup()
-    for _ in range(4):
-        trainer.train_step(state)
+    stats = [trainer.train_step(state) for _ in range(4)]
     assert trainer.skipped_steps == 1 and state.step == 4
+    # The dropped update's stats are NaN (the log's means skip them); the others are finite.
+    assert torch.isnan(torch.stack(stats[1]["D/real"])).all()
+    assert all(torch.isfinite(torch.stack(s["D/real"])).all() for i, s in enumerate(stats) if i != 1)
     assert all(torch.isfinite(p).all() for p in state.nets.parameters())
 
 
