@@ -5,7 +5,8 @@
 # 1. installs ganzoo and the example plugins into the current python (no deps),
 # 2. builds the C++/CUDA extension for this GPU (`ganzoo ops` says which backend runs),
 # 3. runs the tests that need CUDA (skipped elsewhere),
-# 4. times the fused ops against eager PyTorch (`ganzoo bench --device cuda`, Markdown),
+# 4. times the fused ops against eager PyTorch (`ganzoo bench --device cuda`, Markdown), and the
+#    critic step's faster paths (channels_last, a CUDA graph of the whole step, both, bf16),
 # 5. trains dcgan for 50 steps under torchrun with the NCCL backend (1 process per GPU),
 # 6. trains wgan-gp for 2000 steps in fp32, bf16 and fp16: finite?, speed, peak memory,
 # 7. times `ganzoo train wgan-gp` against the stock-PyTorch loop (benchmarks/peer.py) and the

@@ -4,6 +4,7 @@ benchmark module on tiny cases.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -211,3 +212,40 @@ def test_bench_says_when_its_figures_cannot_be_trusted():
     text = bench.to_markdown(busy)
     assert text.count("**Caution:**") == 3 and "30237% (!)" in text and "| 1 (0.5-3) noisy |" in text
     assert "| 90% |" in text  # a plausible figure is printed plain
+
+
+def test_bench_times_the_critic_steps_faster_paths_with_their_gradients():
+    """On a CPU the conv critic gets the channels_last path (the CUDA-only ones are left out), timed
+    in the same rounds, its gradients equal to the eager reference's to the stated tolerance."""
+    settings = bench.Settings(sizes=(2**12,), critics=("dcgan32", "mlp256"), warmup=0, repeats=1,
+                              critic_repeats=1, kernel_size=2**12)
+    rows = {row["critic"]: row for row in bench.bench_critic(settings)}
+    assert "faster_paths" not in rows["mlp256"]  # no path applies to an MLP on a CPU
+    (path,) = rows["dcgan32"]["faster_paths"].items()
+    name, entry = path
+    assert name == "channels_last"
+    assert 0 < entry["max_rel_grad_diff"] < bench.FP32_GRAD_TOLERANCE
+    assert entry["ratio_to_ref"] > 0 and entry["time"]["runs"] == 1
+    assert any(line.startswith("| dcgan32 | channels_last |") for line in bench._faster_paths_table(list(rows.values())))
+    settings.faster_paths = False
+    assert all("faster_paths" not in row for row in bench.bench_critic(settings))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_a_captured_critic_step_replays_the_eager_step_on_new_inputs():
+    critic, shape, batch = bench.make_critic("dcgan32")
+    critic = critic.cuda()
+    eager = copy.deepcopy(critic)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    real, fake = (torch.randn(batch, *shape, generator=g, device="cuda") for _ in range(2))
+    eps = torch.rand(batch, generator=g, device="cuda")
+    replay = bench.capture_critic_step(critic, real, fake, eps)
+    for _ in range(2):  # new data copied into the static inputs, then replayed
+        for t in (real, fake):
+            t.copy_(torch.randn(t.shape, generator=g, device="cuda"))
+        eps.copy_(torch.rand(eps.shape, generator=g, device="cuda"))
+        loss = replay()
+        expected = bench.critic_step(eager, real, fake, eps, "auto")
+        assert torch.allclose(loss, expected, rtol=1e-5, atol=1e-6)
+        assert bench.grad_difference(critic, eager) < bench.FP32_GRAD_TOLERANCE
+    assert replay.peak_bytes > 0

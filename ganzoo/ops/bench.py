@@ -18,6 +18,13 @@ The protocol of ``KERNELS.md``:
   penalty; the fused one is ganzoo's critic with the fused penalty. Also: the
   ``convolution_backward`` calls in the penalty's backward, the largest
   relative difference of parameter gradients, peak memory (CUDA).
+* **faster paths** of the fused critic step (``faster_paths=True``), each
+  timed in the same interleaved rounds, its gradients compared with the eager
+  reference's, and on CUDA its peak memory: ``channels_last`` (critic and
+  images in NHWC, conv critics, any device), ``cuda_graph`` (the whole step,
+  both passes, the penalty's double backward and the backward, captured once
+  with static shapes and replayed: no Python or launch overhead; CUDA only),
+  ``cuda_graph+channels_last``, and ``bf16`` (autocast, CUDA only).
 * **torch.compile** column (``compile=True``): the reference with its
   first-order parts compiled; a double backward through a compiled graph is
   not supported by torch, and is reported so.
@@ -77,6 +84,7 @@ class Settings:
     repeats: int = 15
     critic_repeats: int = 7
     compile: bool = False
+    faster_paths: bool = True
     kernel_size: int = 2**22
 
 
@@ -387,6 +395,88 @@ def grad_difference(a: nn.Module, b: nn.Module) -> float:
     return worst
 
 
+#: The paths :func:`faster_paths` may build: name -> (CUDA only, conv critics only).
+FASTER_PATHS = {"channels_last": (False, True), "cuda_graph": (True, False),
+                "cuda_graph+channels_last": (True, True), "bf16": (True, False)}
+#: Largest relative gradient difference from the fp32 eager reference a faster fp32 path may show
+#: (a different convolution algorithm reorders sums: ~1e-6 is rounding); bf16 is reported, not held to it.
+FP32_GRAD_TOLERANCE = 1e-4
+
+
+def capture_critic_step(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor,
+                        weight: float = 10.0, warmup: int = 3) -> Callable[[], torch.Tensor]:
+    """The fused critic step captured in a CUDA graph: a function that replays it.
+
+    The inputs are static: refill ``real``, ``fake`` and ``eps`` in place (``copy_``) to step on new
+    data. Warm-up runs on a side stream first (as torch's capture recipe asks, so lazy
+    initialisation, cuDNN's algorithm search and the kernels' one-time probes happen outside the
+    capture); the gradients then live in the graph's memory pool, and ``critic``'s ``.grad`` tensors
+    are the same after every replay. Returns ``replay() -> loss`` (the static loss tensor), whose
+    ``peak_bytes`` is the step's peak memory measured during the capture (a replay allocates nothing:
+    the graph keeps its pool).
+    """
+    if not real.is_cuda:
+        raise RuntimeError("a CUDA graph needs CUDA tensors")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            critic_step(critic, real, fake, eps, "auto", weight)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    critic.zero_grad(set_to_none=True)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    with torch.cuda.graph(graph):
+        loss = critic_step(critic, real, fake, eps, "auto", weight)
+    torch.cuda.synchronize()
+
+    def replay() -> torch.Tensor:
+        graph.replay()
+        return loss
+
+    replay.peak_bytes = torch.cuda.max_memory_allocated() - base  # type: ignore[attr-defined]
+    return replay
+
+
+def faster_paths(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor,
+                 conv: bool) -> dict[str, tuple[nn.Module, Callable[[], Any]]]:
+    """name -> (its own copy of ``critic``, a function running one step) for the paths of
+    :data:`FASTER_PATHS` that apply on this device to this critic (``conv``: a conv critic)."""
+    cuda = real.is_cuda
+    paths: dict[str, tuple[nn.Module, Callable[[], Any]]] = {}
+    for name, (needs_cuda, needs_conv) in FASTER_PATHS.items():
+        if (needs_cuda and not cuda) or (needs_conv and not conv):
+            continue
+        net = copy.deepcopy(critic)
+        r, f = real, fake
+        if "channels_last" in name:
+            net = net.to(memory_format=torch.channels_last)
+            r, f = (t.contiguous(memory_format=torch.channels_last) for t in (real, fake))
+        if name.startswith("cuda_graph"):
+            fn = capture_critic_step(net, r.clone(), f.clone(), eps.clone())
+        elif name == "bf16":
+            def fn(net=net, r=r, f=f):
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    return critic_step(net, r, f, eps, "auto")
+        else:
+            def fn(net=net, r=r, f=f):
+                return critic_step(net, r, f, eps, "auto")
+        paths[name] = (net, fn)
+    return paths
+
+
+def _peak_bytes(fn: Callable[[], Any]) -> int:
+    """Peak CUDA memory allocated while ``fn`` runs, above what was allocated before."""
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - base
+
+
 def bench_critic(s: Settings) -> list[dict[str, Any]]:
     rows = []
     for name in s.critics:
@@ -411,9 +501,15 @@ def bench_critic(s: Settings) -> list[dict[str, Any]]:
                     (loss + penalty).backward()
             fns["compile"] = compiled_step
             compile_note = "real/fake passes compiled, penalty pass eager"
+        paths = faster_paths(fused_critic, real, fake, eps, conv=len(shape) == 3) if s.faster_paths else {}
+        fns.update({name: fn for name, (_, fn) in paths.items()})
         t = time_interleaved(fns, s.device, s.warmup, s.critic_repeats)
         critic_step(stock, real, fake, eps, "ref")
         critic_step(fused_critic, real, fake, eps, "auto")
+        path_grad_diffs = {}
+        for path, (net, fn) in paths.items():
+            fn()  # one step on the same inputs: its gradients against the reference's
+            path_grad_diffs[path] = grad_difference(net, stock)
         row = {
             "critic": name, "batch": batch, "shape": list(shape),
             "ref": asdict(t["ref"]), "fused": asdict(t["fused"]),
@@ -428,16 +524,22 @@ def bench_critic(s: Settings) -> list[dict[str, Any]]:
             row["compile_note"] = compile_note
             row["compile_double_backward"] = UNSUPPORTED
         if s.device == "cuda":
-            peaks = {}
-            for label, net, mode in (("ref", stock, "ref"), ("fused", fused_critic, "auto")):
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-                base = torch.cuda.memory_allocated()
-                critic_step(net, real, fake, eps, mode)
-                torch.cuda.synchronize()
-                peaks[label] = torch.cuda.max_memory_allocated() - base
+            peaks = {"ref": _peak_bytes(lambda: critic_step(stock, real, fake, eps, "ref")),
+                     "fused": _peak_bytes(lambda: critic_step(fused_critic, real, fake, eps, "auto"))}
             row["peak_bytes"] = peaks
             row["peak_ratio"] = peaks["fused"] / peaks["ref"] if peaks["ref"] else None
+        if paths:
+            row["faster_paths"] = {}
+            for path, (_, fn) in paths.items():
+                entry = {"time": asdict(t[path]), "ratio_to_ref": t["ref"].median / t[path].median,
+                         "ratio_to_fused": t["fused"].median / t[path].median,
+                         "max_rel_grad_diff": path_grad_diffs[path]}
+                if s.device == "cuda":
+                    # A replay allocates nothing (the graph keeps its pool): its peak is the capture's.
+                    peak = getattr(fn, "peak_bytes", None)
+                    peak = _peak_bytes(fn) if peak is None else peak
+                    entry["peak_ratio"] = peak / row["peak_bytes"]["ref"] if row["peak_bytes"]["ref"] else None
+                row["faster_paths"][path] = entry
         rows.append(row)
     return rows
 
@@ -481,6 +583,8 @@ def _timings(r: Results):
     for row in r.critic:
         for impl in ("ref", "fused"):
             yield f"critic {row['critic']} {impl}", row[impl]
+        for name, entry in row.get("faster_paths", {}).items():
+            yield f"critic {row['critic']} {name}", entry["time"]
 
 
 def cautions(r: Results) -> list[str]:
@@ -607,4 +711,24 @@ def to_markdown(r: Results) -> str:
             lines.append("")
             lines.append("torch.compile: double backward through a compiled critic is unsupported by torch; "
                          "only the real/fake passes are compiled.")
+        lines += _faster_paths_table(r.critic)
     return "\n".join(lines)
+
+
+def _faster_paths_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines for the critic step's faster paths (none when no row has them)."""
+    if not any(row.get("faster_paths") for row in rows):
+        return []
+    cuda = any("peak_ratio" in row for row in rows)
+    lines = ["", "Faster paths of the fused critic step (same interleaved rounds; ratios against the eager "
+             "reference and against the fused step above; gradients against the reference's):", "",
+             "| critic step | path | ms | vs eager ref | vs fused | max rel grad diff |"
+             + (" peak mem / ref |" if cuda else ""),
+             "|---|---|---|---|---|---|" + ("---|" if cuda else "")]
+    for row in rows:
+        for name, entry in row.get("faster_paths", {}).items():
+            peak = entry.get("peak_ratio")
+            lines.append(f"| {row['critic']} | {name} | {_ms(entry['time'])} | **{entry['ratio_to_ref']:.2f}x** | "
+                         f"{entry['ratio_to_fused']:.2f}x | {entry['max_rel_grad_diff']:.1e} |"
+                         + ((f" {peak:.2f} |" if peak is not None else " – |") if cuda else ""))
+    return lines
