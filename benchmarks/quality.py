@@ -295,13 +295,28 @@ def _copy_run_files(source: Path, target: Path, names) -> None:
             shutil.copyfile(source / name, target / name)
 
 
+def _created(run_dir: Path) -> str:
+    """When the run was started (its config's ISO timestamp; "" when unknown)."""
+    try:
+        return str(json.loads((run_dir / "config.json").read_text()).get("created", ""))
+    except (OSError, ValueError):
+        return ""
+
+
 def restore_from_ledger(ledger: Path, runs_dir: Path) -> int:
-    """Copy the ledger's runs into ``runs_dir`` where that has no finished run of the name; returns how many."""
+    """Copy the ledger's runs into ``runs_dir`` where that has no finished run of the name, or only
+    an older one (a run the ledger has since replaced, e.g. retrained in another checkout): that
+    one is moved to ``runs_dir/superseded/NAME-CREATED``, never deleted. Returns how many were copied."""
     restored = 0
     for entry in sorted(ledger.glob("*/quality.json")):
         run_dir = runs_dir / entry.parent.name
         if (run_dir / "quality.json").exists():
-            continue
+            local, recorded = _created(run_dir), _created(entry.parent)
+            if not (local and recorded and recorded > local):
+                continue
+            aside = runs_dir / "superseded" / f"{run_dir.name}-{local.replace(':', '')}"
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(run_dir), str(aside))
         _copy_run_files(entry.parent, run_dir, (*LEDGER_FILES, *LEDGER_GRIDS))
         restored += 1
     return restored

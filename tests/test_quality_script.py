@@ -126,6 +126,28 @@ def test_the_ledger_carries_finished_runs_to_a_clean_checkout(tmp_path, quality,
     assert (other / "vanilla-ring-s0" / "quality.json").exists()
 
 
+def _finished_run(run_dir: Path, created: str, figure: float) -> None:
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({"created": created}))
+    (run_dir / "quality.json").write_text(json.dumps({"metrics": {"hq_percent": figure}}))
+
+
+def test_a_newer_ledger_entry_replaces_a_stale_local_run_and_keeps_it_aside(tmp_path, quality):
+    ledger, runs = tmp_path / "ledger", tmp_path / "runs"
+    _finished_run(ledger / "a-ring-s0", "2026-12-05T05:00:00+00:00", 2.0)  # retrained elsewhere
+    _finished_run(runs / "a-ring-s0", "2026-12-04T22:00:00+00:00", 1.0)    # the stale local copy
+    _finished_run(ledger / "b-ring-s0", "2026-12-04T22:00:00+00:00", 3.0)
+    _finished_run(runs / "b-ring-s0", "2026-12-05T06:00:00+00:00", 4.0)    # newer than the ledger: kept
+    _finished_run(ledger / "c-ring-s0", "2026-12-04T22:00:00+00:00", 5.0)  # only in the ledger
+    assert quality.restore_from_ledger(ledger, runs) == 2
+    figure = lambda name: json.loads((runs / name / "quality.json").read_text())["metrics"]["hq_percent"]  # noqa: E731
+    assert (figure("a-ring-s0"), figure("b-ring-s0"), figure("c-ring-s0")) == (2.0, 4.0, 5.0)
+    (aside,) = (runs / "superseded").iterdir()
+    assert aside.name.startswith("a-ring-s0-2026-12-04T2200")
+    assert json.loads((aside / "quality.json").read_text())["metrics"]["hq_percent"] == 1.0
+    assert quality.restore_from_ledger(ledger, runs) == 0  # nothing left to restore
+
+
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
 
