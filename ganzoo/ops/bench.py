@@ -171,6 +171,10 @@ def environment(device: str) -> dict[str, Any]:
         "python": platform.python_version(), "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "backend": {c.device: f"{c.backend} ({c.reason})" for c in backend.report(build=True)
                     if c.op == "fused_leaky_relu"},
+        # fp32 convolutions and matmuls on CUDA run in TF32 where these are true (torch's defaults:
+        # cuDNN yes, matmul no): the gradient differences of CUDA paths include it.
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32 if device == "cuda" else None,
+        "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32 if device == "cuda" else None,
     }
 
 
@@ -343,13 +347,19 @@ def stock_copy(critic: nn.Module) -> nn.Module:
 
 
 def critic_step(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor,
-                mode: str, weight: float = 10.0) -> torch.Tensor:
-    """One WGAN-GP critic step (no optimiser update): D(fake) - D(real) + GP, backward."""
+                mode: str, weight: float = 10.0, autocast: torch.dtype | None = None) -> torch.Tensor:
+    """One WGAN-GP critic step (no optimiser update): D(fake) - D(real) + GP, backward.
+
+    ``autocast``: run the passes and the penalty under autocast to this dtype, as the trainer
+    does with ``--precision``: scores cast to fp32, the backward outside autocast."""
+    amp = (torch.autocast(real.device.type, dtype=autocast) if autocast is not None
+           else contextlib.nullcontext())
     with backend.use_backend(mode):
         critic.zero_grad(set_to_none=True)
-        loss = critic(fake).mean() - critic(real).mean()
-        penalty, _ = gradient_penalty(critic, real, fake, weight=weight, eps=eps)
-        total = loss + penalty
+        with amp:
+            loss = critic(fake).float().mean() - critic(real).float().mean()
+            penalty, _ = gradient_penalty(critic, real, fake, weight=weight, eps=eps)
+            total = loss + penalty
         total.backward()
     return total.detach()
 
@@ -400,8 +410,10 @@ def grad_difference(a: nn.Module, b: nn.Module) -> float:
 #: The paths :func:`faster_paths` may build: name -> (CUDA only, conv critics only).
 FASTER_PATHS = {"channels_last": (False, True), "cuda_graph": (True, False),
                 "cuda_graph+channels_last": (True, True), "bf16": (True, False)}
-#: Largest relative gradient difference from the fp32 eager reference a faster fp32 path may show
-#: (a different convolution algorithm reorders sums: ~1e-6 is rounding); bf16 is reported, not held to it.
+#: Largest relative gradient difference from the eager fp32 reference *in the same layout* that a
+#: faster fp32 path may show on a CPU (measured ~2e-7: rounding). Not held on CUDA, where cuDNN's
+#: convolutions run in TF32 by default (torch's setting, recorded with the figures) and different
+#: algorithms round differently; nor across layouts (see :func:`path_grad_difference`); bf16 is reported.
 FP32_GRAD_TOLERANCE = 1e-4
 
 
@@ -410,42 +422,50 @@ def capture_critic_step(critic: nn.Module, real: torch.Tensor, fake: torch.Tenso
     """The fused critic step captured in a CUDA graph: a function that replays it.
 
     The inputs are static: refill ``real``, ``fake`` and ``eps`` in place (``copy_``) to step on new
-    data. Warm-up runs on a side stream first (as torch's capture recipe asks, so lazy
-    initialisation, cuDNN's algorithm search and the kernels' one-time probes happen outside the
-    capture); the gradients then live in the graph's memory pool, and ``critic``'s ``.grad`` tensors
-    are the same after every replay. Returns ``replay() -> loss`` (the static loss tensor), whose
-    ``peak_bytes`` is the step's peak memory measured during the capture (a replay allocates nothing:
-    the graph keeps its pool).
+    data. ``warmup`` (at least 1) steps run first on the stream the capture then uses (torch's
+    recipe: lazy initialisation, cuDNN's algorithm search, per-stream cuBLAS workspaces and the
+    kernels' one-time probe of ``torch.lerp``, which reads the device, all happen before the
+    capture). The gradients then live in the graph's memory pool: ``critic``'s ``.grad`` tensors are
+    rewritten in place by every replay (do not ``zero_grad(set_to_none=True)`` the critic after
+    capture), and ``replay()`` returns the same loss tensor each time (clone it to keep it). The
+    fp16 loss scale, if any, is read at capture and fixed in the graph. ``replay.peak_bytes`` is the
+    step's peak memory during the capture above what was allocated before it, gradients included,
+    as :func:`_peak_bytes` counts it for the eager steps (a replay allocates nothing).
     """
     if not real.is_cuda:
         raise RuntimeError("a CUDA graph needs CUDA tensors")
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(warmup):
-            critic_step(critic, real, fake, eps, "auto", weight)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    critic.zero_grad(set_to_none=True)
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
-    with torch.cuda.graph(graph):
-        loss = critic_step(critic, real, fake, eps, "auto", weight)
-    torch.cuda.synchronize()
+    if warmup < 1:
+        raise ValueError("capture_critic_step needs at least one warm-up step before the capture")
+    with torch.cuda.device(real.device):
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(warmup):
+                critic_step(critic, real, fake, eps, "auto", weight)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()  # the warm-up's gradients still held, as in _peak_bytes
+        critic.zero_grad(set_to_none=True)  # backward inside the capture allocates them from the pool
+        with torch.cuda.graph(graph, stream=stream):
+            loss = critic_step(critic, real, fake, eps, "auto", weight)
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - base
 
     def replay() -> torch.Tensor:
         graph.replay()
         return loss
 
-    replay.peak_bytes = torch.cuda.max_memory_allocated() - base  # type: ignore[attr-defined]
+    replay.peak_bytes = peak  # type: ignore[attr-defined]
     return replay
 
 
 def faster_paths(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor,
-                 conv: bool) -> dict[str, tuple[nn.Module, Callable[[], Any], torch.Tensor, torch.Tensor]]:
-    """name -> (its own copy of ``critic``, a function running one step, the real and fake
-    images it steps on, in its layout) for the paths of :data:`FASTER_PATHS` that apply on
+                 conv: bool) -> dict[str, tuple[nn.Module, Callable[[], Any], torch.Tensor, torch.Tensor,
+                                                torch.Tensor]]:
+    """name -> (its own copy of ``critic``, a function running one step, the real images, fake
+    images and eps it steps on, in its layout) for the paths of :data:`FASTER_PATHS` that apply on
     this device to this critic (``conv``: a conv critic)."""
     cuda = real.is_cuda
     paths = {}
@@ -453,28 +473,28 @@ def faster_paths(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, eps:
         if (needs_cuda and not cuda) or (needs_conv and not conv):
             continue
         net = copy.deepcopy(critic)
-        r, f = real, fake
+        r, f, e = real, fake, eps
         if "channels_last" in name:
             net = net.to(memory_format=torch.channels_last)
             r, f = (t.contiguous(memory_format=torch.channels_last) for t in (real, fake))
         if name.startswith("cuda_graph"):
-            r, f = r.clone(), f.clone()  # the graph's static inputs (clone keeps the layout)
-            fn = capture_critic_step(net, r, f, eps.clone())
+            r, f, e = r.clone(), f.clone(), eps.clone()  # the graph's static inputs (clone keeps the layout)
+            fn = capture_critic_step(net, r, f, e)
         elif name == "bf16":
-            def fn(net=net, r=r, f=f):
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    return critic_step(net, r, f, eps, "auto")
+            def fn(net=net, r=r, f=f, e=e):
+                return critic_step(net, r, f, e, "auto", autocast=torch.bfloat16)
         else:
-            def fn(net=net, r=r, f=f):
-                return critic_step(net, r, f, eps, "auto")
-        paths[name] = (net, fn, r, f)
+            def fn(net=net, r=r, f=f, e=e):
+                return critic_step(net, r, f, e, "auto")
+        paths[name] = (net, fn, r, f, e)
     return paths
 
 
 def path_grad_difference(net: nn.Module, step: Callable[[], Any], real: torch.Tensor, fake: torch.Tensor,
                          eps: torch.Tensor) -> dict[str, float]:
     """A faster path's gradients against the eager fp32 reference in the same memory layout (the
-    stock copy of ``net``, ``mode="ref"``), and that reference's against the NCHW one ("layout").
+    stock copy of ``net``, ``mode="ref"``), and, for a channels_last path, that reference's against
+    the NCHW one ("layout_grad_diff"; None for paths in NCHW).
 
     Why two figures: on the CPU box torch's own channels_last convolutions give gradients that
     differ from its NCHW ones by up to 2e-2 relative in some processes and ~1e-6 in others (in 3
@@ -483,9 +503,12 @@ def path_grad_difference(net: nn.Module, step: Callable[[], Any], real: torch.Te
     step()
     reference = stock_copy(net).float()
     critic_step(reference, real.float(), fake.float(), eps, "ref")
-    nchw = stock_copy(net).float().to(memory_format=torch.contiguous_format)
-    critic_step(nchw, real.float().contiguous(), fake.float().contiguous(), eps, "ref")
-    return {"max_rel_grad_diff": grad_difference(net, reference), "layout_grad_diff": grad_difference(reference, nchw)}
+    found: dict[str, float | None] = {"max_rel_grad_diff": grad_difference(net, reference), "layout_grad_diff": None}
+    if real.dim() == 4 and real.is_contiguous(memory_format=torch.channels_last) and not real.is_contiguous():
+        nchw = stock_copy(net).float().to(memory_format=torch.contiguous_format)
+        critic_step(nchw, real.float().contiguous(), fake.float().contiguous(), eps, "ref")
+        found["layout_grad_diff"] = grad_difference(reference, nchw)
+    return found
 
 
 def _peak_bytes(fn: Callable[[], Any]) -> int:
@@ -523,11 +546,11 @@ def bench_critic(s: Settings) -> list[dict[str, Any]]:
             fns["compile"] = compiled_step
             compile_note = "real/fake passes compiled, penalty pass eager"
         paths = faster_paths(fused_critic, real, fake, eps, conv=len(shape) == 3) if s.faster_paths else {}
-        fns.update({path: fn for path, (_, fn, _, _) in paths.items()})
+        fns.update({path: fn for path, (_, fn, *_) in paths.items()})
         t = time_interleaved(fns, s.device, s.warmup, s.critic_repeats)
         critic_step(stock, real, fake, eps, "ref")
         critic_step(fused_critic, real, fake, eps, "auto")
-        path_grad_diffs = {path: path_grad_difference(net, fn, r, f, eps) for path, (net, fn, r, f) in paths.items()}
+        path_grad_diffs = {path: path_grad_difference(*entry) for path, entry in paths.items()}
         row = {
             "critic": name, "batch": batch, "shape": list(shape),
             "ref": asdict(t["ref"]), "fused": asdict(t["fused"]),
@@ -548,7 +571,7 @@ def bench_critic(s: Settings) -> list[dict[str, Any]]:
             row["peak_ratio"] = peaks["fused"] / peaks["ref"] if peaks["ref"] else None
         if paths:
             row["faster_paths"] = {}
-            for path, (_, fn, _, _) in paths.items():
+            for path, (_, fn, *_) in paths.items():
                 entry = {"time": asdict(t[path]), "ratio_to_ref": t["ref"].median / t[path].median,
                          "ratio_to_fused": t["fused"].median / t[path].median, **path_grad_diffs[path]}
                 if s.device == "cuda":
@@ -748,6 +771,6 @@ def _faster_paths_table(rows: list[dict[str, Any]]) -> list[str]:
             peak = entry.get("peak_ratio")
             lines.append(f"| {row['critic']} | {name} | {_ms(entry['time'])} | **{entry['ratio_to_ref']:.2f}x** | "
                          f"{entry['ratio_to_fused']:.2f}x | {entry['max_rel_grad_diff']:.1e} | "
-                         f"{entry['layout_grad_diff']:.1e} |"
+                         + (f"{entry['layout_grad_diff']:.1e} |" if entry["layout_grad_diff"] is not None else "– |")
                          + ((f" {peak:.2f} |" if peak is not None else " – |") if cuda else ""))
     return lines
