@@ -252,14 +252,21 @@ def _same_dataset_options(run_dir: Path, variant: str, dataset: str, dataset_opt
 
 def _same_hparams(run_dir: Path, variant: str, dataset: str, steps: int,
                   hparams: dict[str, Any] | None = None) -> bool:
-    """Whether the finished run used today's defaults and overrides (a changed default must retrain it)."""
+    """Whether the finished run used today's defaults and overrides (a changed default must retrain it).
+
+    An option added to the variant after the run was made (absent from its config) matches when it is
+    wanted at its default: a new option's default keeps the variant as it was, by the convention of
+    every option added so far (e.g. stackgan's ``conditioning_augmentation``)."""
     try:
         saved = json.loads((run_dir / "config.json").read_text())["hparams"]
     except (OSError, ValueError, KeyError):
         return False
     spec = dataset_spec(dataset)
-    wanted = ganzoo.get_variant(variant).resolve_hparams(spec, {**(hparams or {}), "steps": steps})
-    return json.loads(json.dumps(wanted)) == saved
+    cls = ganzoo.get_variant(variant)
+    wanted = json.loads(json.dumps(cls.resolve_hparams(spec, {**(hparams or {}), "steps": steps})))
+    defaults = json.loads(json.dumps(cls.resolve_hparams(spec, {"steps": steps})))
+    added = {key for key in set(wanted) - set(saved) if wanted[key] == defaults.get(key)}
+    return {k: v for k, v in wanted.items() if k not in added} == saved
 
 
 #: What the ledger keeps of a finished run (paths inside the run directory); grids for seed 0 only.

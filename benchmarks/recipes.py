@@ -141,6 +141,26 @@ TRIALS["stackgan-kl"] = {
 }
 
 
+TRIALS["stackgan-ca"] = {
+    # Issue 16: label accuracy 88-90% against the target of 95%. Stage-I already misreads the label
+    # (seed 0: 87.1% for Stage-I, 88.3% for Stage-II), and conditioning augmentation adds noise of at
+    # least unit variance to c (the reference's ReLU before the split makes logvar >= 0) while its
+    # KL pulls the label's mean to 0; a KL weight of 2 lowered the accuracy further (stackgan-kl).
+    # The paper's own ablation trains without it. The first recipe's runs are those of stackgan-kl.
+    "variant": "stackgan", "dataset": "mnist", "seeds": 2, "steps": "default",
+    "metrics": IMAGE_METRICS + [("label_accuracy", "label acc %", 1, 100.0)],
+    "recipes": {
+        "conditioning augmentation (the paper; the default)": {
+            "hparams": {}, "dataset_options": {},
+            "source": "Zhang et al. 2017, section 3.1: lambda = 1; EMA 0.999 with ramp-up 0.05 (the default)"},
+        "no conditioning augmentation": {
+            "hparams": {"conditioning_augmentation": False}, "dataset_options": {},
+            "source": "Zhang et al. 2017, section 5.3 (Table 2's ablation without CA): c is the compressed "
+                      "embedding, no KL term"},
+    },
+}
+
+
 TRIALS["vanilla-mnist-nets"] = {
     # Issue 14: vanilla's mnist FD is 823-884 (target 120) with the tutorial MLPs of one hidden layer
     # of 128, and its largest class takes 24-29% of the samples. The most used public vanilla GAN,

@@ -42,6 +42,23 @@ def test_a_changed_default_retrains_the_run(tmp_path, quality):
     assert not quality._same_hparams(run, "vanilla", "ring", 30)
 
 
+def test_an_option_added_since_the_run_matches_only_at_its_default(tmp_path, quality):
+    import ganzoo
+
+    run = tmp_path / "stackgan-mnist-s0"
+    run.mkdir()
+    spec = quality.dataset_spec("mnist")
+    before = ganzoo.get_variant("stackgan").resolve_hparams(spec, {"steps": 4000})
+    del before["conditioning_augmentation"]  # a run made before the option existed
+    (run / "config.json").write_text(json.dumps({"hparams": before}))
+    assert quality._same_hparams(run, "stackgan", "mnist", 4000)
+    assert quality._same_hparams(run, "stackgan", "mnist", 4000, {"conditioning_augmentation": True})
+    assert not quality._same_hparams(run, "stackgan", "mnist", 4000, {"conditioning_augmentation": False})
+    before["an_option_since_removed"] = 1  # what the run had and the variant no longer knows: retrain
+    (run / "config.json").write_text(json.dumps({"hparams": before}))
+    assert not quality._same_hparams(run, "stackgan", "mnist", 4000)
+
+
 def test_pacgan_mode_writes_the_table_beside_the_published_one(tmp_path, quality):
     args = ["--pacgan", "--quick", "--steps", "3", "--jobs", "1", "--out", str(tmp_path / "docs"),
             "--runs-dir", str(tmp_path / "runs")]

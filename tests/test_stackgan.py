@@ -112,3 +112,25 @@ def test_the_class_resolves_stage_one_as_the_instance_does():
     resolved = ganzoo.get_variant("stackgan").resolve_hparams(spec, {"steps": 4000})
     assert resolved["stage1_steps"] == 2000
     assert ganzoo.create_variant("stackgan", spec, steps=4000).hparams == resolved
+
+
+def test_without_conditioning_augmentation_c_is_the_compressed_embedding_and_there_is_no_kl():
+    """The paper's ablation (section 5.3): c = mu, deterministic; the generator loss has no KL term;
+    kl_weight alongside it is refused."""
+    spec = ganzoo.get_dataset("digits").spec
+    variant = ganzoo.create_variant("stackgan", spec, conditioning_augmentation=False, **SMALL)
+    nets = variant.build(spec)
+    augment = nets["G1"].augment
+    assert augment.fc.out_features == SMALL["c_dim"]  # no log-variance half
+    embedding = torch.randn(6, SMALL["embed_dim"])
+    c, mu, logvar = augment(embedding)
+    assert logvar is None and torch.equal(c, mu) and torch.equal(c, augment(embedding)[0])
+    assert (c >= 0).all()  # the reference's ReLU on the compressed embedding
+    labels = torch.arange(8) % 10
+    fake, mu, logvar = nets["G1"](variant.latent(8, torch.device("cpu")), labels)
+    loss, stats = variant._generator_loss(nets["D1"], fake, mu, logvar, labels)
+    assert "kl" not in stats and torch.equal(loss, stats["loss"])
+    with_ca = ganzoo.create_variant("stackgan", spec, **SMALL)
+    assert with_ca.build(spec)["G2"].augment.fc.out_features == 2 * SMALL["c_dim"]
+    with pytest.raises(ganzoo.GanzooError, match="no effect with conditioning_augmentation=false"):
+        ganzoo.create_variant("stackgan", spec, conditioning_augmentation=False, kl_weight=2.0)

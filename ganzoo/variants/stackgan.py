@@ -14,7 +14,9 @@ module keeps:
   c = mu + sigma * eps, eps ~ N(0, I), and its loss adds
   ``kl_weight`` * KL(N(mu, sigma^2) || N(0, I)) (lambda = 1 in the paper),
   the KL averaged over c's dimensions as the reference code computes it.
-  Each stage has its own.
+  Each stage has its own. ``--set conditioning_augmentation=false`` is the
+  paper's ablation without it (section 5.3): c = mu, the compressed
+  embedding, and no KL term.
 * **Stage-I** (16x16 here; 64x64 in the paper): G maps [z, c] through a dense
   layer to 4x4 and upsamples (nearest + 3x3 conv, BatchNorm, ReLU) to the
   low resolution; D downsamples the image to 4x4 (4x4 stride-2 convs,
@@ -74,13 +76,21 @@ from ..variant import Phase, TrainState, Variant
 
 
 class ConditioningAugmentation(nn.Module):
-    """Embedding (N, E) -> (c (N, c_dim), mu, logvar): c = mu + exp(logvar / 2) * eps."""
+    """Embedding (N, E) -> (c (N, c_dim), mu, logvar): c = mu + exp(logvar / 2) * eps.
 
-    def __init__(self, embed_dim: int, c_dim: int):
+    ``sample=False`` is the paper's ablation without conditioning augmentation (section 5.3):
+    the embedding is only compressed, c = mu (the same layer and ReLU, no log-variance half), and
+    logvar comes back as None."""
+
+    def __init__(self, embed_dim: int, c_dim: int, sample: bool = True):
         super().__init__()
-        self.fc = nn.Linear(embed_dim, 2 * c_dim)
+        self.sample = sample
+        self.fc = nn.Linear(embed_dim, 2 * c_dim if sample else c_dim)
 
-    def forward(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        if not self.sample:
+            mu = F.relu(self.fc(embedding))
+            return mu, mu, None
         mu, logvar = F.relu(self.fc(embedding)).chunk(2, dim=1)  # the reference's ReLU before the split
         c = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
         return c, mu, logvar
@@ -181,10 +191,11 @@ class ConditionalDiscriminator(nn.Module):
 class StageOne(nn.Module):
     """Stage-I's generator side: the label embedding, conditioning augmentation and G."""
 
-    def __init__(self, classes: int, embed_dim: int, c_dim: int, nz: int, channels: int, width: int, side: int):
+    def __init__(self, classes: int, embed_dim: int, c_dim: int, nz: int, channels: int, width: int, side: int,
+                 augment: bool = True):
         super().__init__()
         self.embed = nn.Embedding(classes, embed_dim)
-        self.augment = ConditioningAugmentation(embed_dim, c_dim)
+        self.augment = ConditioningAugmentation(embed_dim, c_dim, augment)
         self.generator = StageOneGenerator(nz, c_dim, channels, width, side)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor):
@@ -196,10 +207,10 @@ class StageOne(nn.Module):
 class StageTwo(nn.Module):
     """Stage-II's generator side: its own embedding and conditioning augmentation, and G."""
 
-    def __init__(self, classes: int, embed_dim: int, c_dim: int, channels: int, width: int):
+    def __init__(self, classes: int, embed_dim: int, c_dim: int, channels: int, width: int, augment: bool = True):
         super().__init__()
         self.embed = nn.Embedding(classes, embed_dim)
-        self.augment = ConditioningAugmentation(embed_dim, c_dim)
+        self.augment = ConditioningAugmentation(embed_dim, c_dim, augment)
         self.generator = StageTwoGenerator(c_dim, channels, width)
 
     def forward(self, low: torch.Tensor, labels: torch.Tensor):
@@ -251,6 +262,7 @@ class StackGAN(Variant):
         "g_width": 32,
         "d_width": 32,
         "kl_weight": 1.0,
+        "conditioning_augmentation": True,
         "ema": 0.999,
         "ema_rampup": 0.05,
     }
@@ -268,6 +280,9 @@ class StackGAN(Variant):
     def __init__(self, spec: DataSpec | None = None, **overrides: Any):
         super().__init__(spec, **overrides)
         hp = self.hparams
+        if not hp["conditioning_augmentation"] and hp["kl_weight"] != self.defaults["kl_weight"]:
+            raise GanzooError("kl_weight weighs conditioning augmentation's KL term: it has no effect with "
+                              "conditioning_augmentation=false")
         if not 0 < hp["stage1_steps"] < hp["steps"]:
             raise GanzooError(f"stackgan trains stage 1 for stage1_steps and stage 2 for the rest of steps: "
                               f"stage1_steps must be between 1 and steps - 1, got stage1_steps="
@@ -287,9 +302,10 @@ class StackGAN(Variant):
     def build(self, spec: DataSpec) -> nn.ModuleDict:
         hp, side, classes, channels = self.hparams, self.side, spec.num_classes, spec.channels
         nets = nn.ModuleDict({
-            "G1": StageOne(classes, hp["embed_dim"], hp["c_dim"], hp["nz"], channels, hp["g_width"], side // 2),
+            "G1": StageOne(classes, hp["embed_dim"], hp["c_dim"], hp["nz"], channels, hp["g_width"], side // 2,
+                           hp["conditioning_augmentation"]),
             "D1": LabelledCritic(classes, hp["embed_dim"], hp["c_dim"], channels, hp["d_width"], side // 2),
-            "G2": StageTwo(classes, hp["embed_dim"], hp["c_dim"], channels, hp["g_width"]),
+            "G2": StageTwo(classes, hp["embed_dim"], hp["c_dim"], channels, hp["g_width"], hp["conditioning_augmentation"]),
             "D2": LabelledCritic(classes, hp["embed_dim"], hp["c_dim"], channels, hp["d_width"], side),
             "progress": StageMarker(),
         })
@@ -354,6 +370,8 @@ class StackGAN(Variant):
     def _generator_loss(self, critic, fake, mu, logvar, labels):
         fake_logits = critic(fake, labels).float()
         adversarial = F.softplus(-fake_logits).mean()
+        if logvar is None:  # no conditioning augmentation: no KL term
+            return adversarial, {"loss": adversarial, "fake": torch.sigmoid(fake_logits).mean()}
         kl = kl_to_standard_normal(mu.float(), logvar.float())
         loss = adversarial + self.hparams["kl_weight"] * kl
         return loss, {"loss": loss, "kl": kl, "fake": torch.sigmoid(fake_logits).mean()}
