@@ -157,6 +157,13 @@ TRIALS["stackgan-ca"] = {
             "hparams": {"conditioning_augmentation": False}, "dataset_options": {},
             "source": "Zhang et al. 2017, section 5.3 (Table 2's ablation without CA): c is the compressed "
                       "embedding, no KL term"},
+        # The ReLU that keeps sigma >= 1 is StackGAN-Pytorch's; the authors' original TensorFlow code
+        # applies a leaky ReLU and reads the second half as log sigma, so sigma can shrink below 1 and
+        # c can carry the label with less noise while the KL term still applies.
+        "conditioning augmentation, the TensorFlow code's head": {
+            "hparams": {"ca_code": "tensorflow"}, "dataset_options": {},
+            "source": "hanzhanggit/StackGAN stageI/model.py generate_condition: leaky ReLU 0.2, log sigma; "
+                      "KL_loss averaged over dimensions (as the default)"},
     },
 }
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import ganzoo
 from ganzoo.cli import main
 from ganzoo.testing import check_variant
 from ganzoo.trainer import Trainer, TrainOptions
-from ganzoo.variants.stackgan import StackGAN, kl_to_standard_normal
+from ganzoo.variants.stackgan import ConditioningAugmentation, StackGAN, kl_to_standard_normal
 
 SMALL = {"batch_size": 8, "g_width": 8, "d_width": 8, "embed_dim": 8, "c_dim": 4, "nz": 8}
 
@@ -134,3 +135,34 @@ def test_without_conditioning_augmentation_c_is_the_compressed_embedding_and_the
     assert with_ca.build(spec)["G2"].augment.fc.out_features == 2 * SMALL["c_dim"]
     with pytest.raises(ganzoo.GanzooError, match="no effect with conditioning_augmentation=false"):
         ganzoo.create_variant("stackgan", spec, conditioning_augmentation=False, kl_weight=2.0)
+
+
+def test_the_tensorflow_codes_head_lets_sigma_fall_below_one_and_keeps_the_kl_formula():
+    """ca_code="tensorflow" (the authors' original code): leaky ReLU 0.2 and log sigma, so a negative
+    pre-activation x gives sigma = exp(0.2 x) < 1; "pytorch" (ReLU, log-variance) floors sigma at 1.
+    Both hand the KL term a log-variance."""
+    torch.manual_seed(0)
+    tensorflow = ConditioningAugmentation(8, 4, code="tensorflow")
+    pytorch = ConditioningAugmentation(8, 4, code="pytorch")
+    pytorch.load_state_dict(tensorflow.state_dict())
+    embedding = torch.randn(64, 8)
+    pre = tensorflow.fc(embedding)
+    _, mu, logvar = tensorflow(embedding)
+    assert torch.allclose(mu, F.leaky_relu(pre[:, :4], 0.2))
+    assert torch.allclose(logvar, 2 * F.leaky_relu(pre[:, 4:], 0.2))
+    assert (logvar < 0).any()  # sigma below 1 somewhere
+    _, mu_pt, logvar_pt = pytorch(embedding)
+    assert (logvar_pt >= 0).all() and torch.allclose(logvar_pt, F.relu(pre[:, 4:]))
+    # The KL of N(mu, sigma^2) against N(0, 1), with log sigma = s: -s + (sigma^2 + mu^2 - 1) / 2.
+    s = F.leaky_relu(pre[:, 4:], 0.2)
+    expected = (-s + 0.5 * (torch.exp(2 * s) + mu.square() - 1)).mean()
+    assert torch.allclose(kl_to_standard_normal(mu, logvar), expected, atol=1e-6)
+    # c's spread follows sigma: with a fixed pre-activation, c - mu over many draws has sigma's std.
+    c = torch.stack([tensorflow(embedding[:1])[0] for _ in range(4000)])
+    assert torch.allclose((c - mu[:1]).std(0), torch.exp(s[:1]), rtol=0.1)
+
+
+def test_an_unknown_ca_code_is_one_line():
+    spec = ganzoo.get_dataset("digits").spec
+    with pytest.raises(ganzoo.GanzooError, match="ca_code must be one of pytorch, tensorflow"):
+        ganzoo.create_variant("stackgan", spec, ca_code="jax", **SMALL)

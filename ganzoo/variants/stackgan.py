@@ -16,7 +16,11 @@ module keeps:
   the KL averaged over c's dimensions as the reference code computes it.
   Each stage has its own. ``--set conditioning_augmentation=false`` is the
   paper's ablation without it (section 5.3): c = mu, the compressed
-  embedding, and no KL term.
+  embedding, and no KL term. The authors' two codebases differ in the layer's
+  head: ``ca_code="pytorch"`` (StackGAN-Pytorch: ReLU before the split into
+  mean and log-variance, so sigma >= 1) and ``ca_code="tensorflow"`` (the
+  original StackGAN: leaky ReLU 0.2 and log sigma, so sigma may fall below 1;
+  its eps is a truncated normal, which this module does not copy).
 * **Stage-I** (16x16 here; 64x64 in the paper): G maps [z, c] through a dense
   layer to 4x4 and upsamples (nearest + 3x3 conv, BatchNorm, ReLU) to the
   low resolution; D downsamples the image to 4x4 (4x4 stride-2 convs,
@@ -75,23 +79,43 @@ from ..optim import adam
 from ..variant import Phase, TrainState, Variant
 
 
-class ConditioningAugmentation(nn.Module):
-    """Embedding (N, E) -> (c (N, c_dim), mu, logvar): c = mu + exp(logvar / 2) * eps.
+#: The authors' two codebases differ in conditioning augmentation's head (``--set ca_code=...``).
+CA_CODES = {
+    # StackGAN-Pytorch (model.py, CA_NET): ReLU before the split, the second half a log-variance, so
+    # logvar >= 0 and sigma >= 1: every c carries noise of at least unit variance.
+    "pytorch": "hanzhanggit/StackGAN-Pytorch: ReLU, then mean and log-variance (sigma >= 1)",
+    # StackGAN (TensorFlow, stageI/model.py generate_condition): leaky ReLU 0.2 before the split, the
+    # second half log sigma, so sigma may fall below 1 (log sigma = 0.2 x for x < 0).
+    "tensorflow": "hanzhanggit/StackGAN (the original TensorFlow code): leaky ReLU 0.2, then mean and "
+                  "log sigma (sigma may fall below 1)",
+}
 
+
+class ConditioningAugmentation(nn.Module):
+    """Embedding (N, E) -> (c (N, c_dim), mu, logvar): c = mu + exp(logvar / 2) * eps, eps ~ N(0, I).
+
+    ``code`` picks the head of one of the authors' codebases (:data:`CA_CODES`): ``"pytorch"``
+    (ReLU; the second half is logvar) or ``"tensorflow"`` (leaky ReLU 0.2; the second half is log
+    sigma, returned as logvar = 2 log sigma so the KL term is the same function of it).
     ``sample=False`` is the paper's ablation without conditioning augmentation (section 5.3):
-    the embedding is only compressed, c = mu (the same layer and ReLU, no log-variance half), and
+    the embedding is only compressed, c = mu (the same layer and activation, no second half), and
     logvar comes back as None."""
 
-    def __init__(self, embed_dim: int, c_dim: int, sample: bool = True):
+    def __init__(self, embed_dim: int, c_dim: int, sample: bool = True, code: str = "pytorch"):
         super().__init__()
         self.sample = sample
+        self.code = code
         self.fc = nn.Linear(embed_dim, 2 * c_dim if sample else c_dim)
+
+    def _activation(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(x, 0.2) if self.code == "tensorflow" else F.relu(x)
 
     def forward(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         if not self.sample:
-            mu = F.relu(self.fc(embedding))
+            mu = self._activation(self.fc(embedding))
             return mu, mu, None
-        mu, logvar = F.relu(self.fc(embedding)).chunk(2, dim=1)  # the reference's ReLU before the split
+        mu, second = self._activation(self.fc(embedding)).chunk(2, dim=1)  # the activation before the split
+        logvar = 2.0 * second if self.code == "tensorflow" else second
         c = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
         return c, mu, logvar
 
@@ -192,10 +216,10 @@ class StageOne(nn.Module):
     """Stage-I's generator side: the label embedding, conditioning augmentation and G."""
 
     def __init__(self, classes: int, embed_dim: int, c_dim: int, nz: int, channels: int, width: int, side: int,
-                 augment: bool = True):
+                 augment: bool = True, ca_code: str = "pytorch"):
         super().__init__()
         self.embed = nn.Embedding(classes, embed_dim)
-        self.augment = ConditioningAugmentation(embed_dim, c_dim, augment)
+        self.augment = ConditioningAugmentation(embed_dim, c_dim, augment, ca_code)
         self.generator = StageOneGenerator(nz, c_dim, channels, width, side)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor):
@@ -207,10 +231,11 @@ class StageOne(nn.Module):
 class StageTwo(nn.Module):
     """Stage-II's generator side: its own embedding and conditioning augmentation, and G."""
 
-    def __init__(self, classes: int, embed_dim: int, c_dim: int, channels: int, width: int, augment: bool = True):
+    def __init__(self, classes: int, embed_dim: int, c_dim: int, channels: int, width: int, augment: bool = True,
+                 ca_code: str = "pytorch"):
         super().__init__()
         self.embed = nn.Embedding(classes, embed_dim)
-        self.augment = ConditioningAugmentation(embed_dim, c_dim, augment)
+        self.augment = ConditioningAugmentation(embed_dim, c_dim, augment, ca_code)
         self.generator = StageTwoGenerator(c_dim, channels, width)
 
     def forward(self, low: torch.Tensor, labels: torch.Tensor):
@@ -263,6 +288,7 @@ class StackGAN(Variant):
         "d_width": 32,
         "kl_weight": 1.0,
         "conditioning_augmentation": True,
+        "ca_code": "pytorch",
         "ema": 0.999,
         "ema_rampup": 0.05,
     }
@@ -283,6 +309,9 @@ class StackGAN(Variant):
         if not hp["conditioning_augmentation"] and hp["kl_weight"] != self.defaults["kl_weight"]:
             raise GanzooError("kl_weight weighs conditioning augmentation's KL term: it has no effect with "
                               "conditioning_augmentation=false")
+        if hp["ca_code"] not in CA_CODES:
+            raise GanzooError(f"ca_code must be one of {', '.join(CA_CODES)} (the authors' two codebases), "
+                              f"got {hp['ca_code']!r}")
         if not 0 < hp["stage1_steps"] < hp["steps"]:
             raise GanzooError(f"stackgan trains stage 1 for stage1_steps and stage 2 for the rest of steps: "
                               f"stage1_steps must be between 1 and steps - 1, got stage1_steps="
@@ -303,9 +332,10 @@ class StackGAN(Variant):
         hp, side, classes, channels = self.hparams, self.side, spec.num_classes, spec.channels
         nets = nn.ModuleDict({
             "G1": StageOne(classes, hp["embed_dim"], hp["c_dim"], hp["nz"], channels, hp["g_width"], side // 2,
-                           hp["conditioning_augmentation"]),
+                           hp["conditioning_augmentation"], hp["ca_code"]),
             "D1": LabelledCritic(classes, hp["embed_dim"], hp["c_dim"], channels, hp["d_width"], side // 2),
-            "G2": StageTwo(classes, hp["embed_dim"], hp["c_dim"], channels, hp["g_width"], hp["conditioning_augmentation"]),
+            "G2": StageTwo(classes, hp["embed_dim"], hp["c_dim"], channels, hp["g_width"],
+                           hp["conditioning_augmentation"], hp["ca_code"]),
             "D2": LabelledCritic(classes, hp["embed_dim"], hp["c_dim"], channels, hp["d_width"], side),
             "progress": StageMarker(),
         })
