@@ -254,15 +254,17 @@ def _same_hparams(run_dir: Path, variant: str, dataset: str, steps: int,
                   hparams: dict[str, Any] | None = None) -> bool:
     """Whether the finished run used today's defaults and overrides (a changed default must retrain it).
 
-    An option added to the variant after the run was made (absent from its config) matches when it is
-    wanted at its default: a new option's default keeps the variant as it was, by the convention of
-    every option added so far (e.g. stackgan's ``conditioning_augmentation``)."""
+    The run's config is read as every tool reads one (``Variant.saved_hparams``): a key it predates
+    has the value the variant's ``legacy_hparams`` gives. Any other option added since the run was
+    made (absent from its config) matches when it is wanted at its default: a new option's default
+    keeps the variant as it was unless ``legacy_hparams`` says otherwise."""
     try:
         saved = json.loads((run_dir / "config.json").read_text())["hparams"]
     except (OSError, ValueError, KeyError):
         return False
     spec = dataset_spec(dataset)
     cls = ganzoo.get_variant(variant)
+    saved = json.loads(json.dumps(cls.saved_hparams(saved)))
     wanted = json.loads(json.dumps(cls.resolve_hparams(spec, {**(hparams or {}), "steps": steps})))
     defaults = json.loads(json.dumps(cls.resolve_hparams(spec, {"steps": steps})))
     added = {key for key in set(wanted) - set(saved) if wanted[key] == defaults.get(key)}

@@ -52,6 +52,12 @@ class Registry(Generic[T]):
         if inspect.isabstract(obj):
             missing = ", ".join(sorted(obj.__abstractmethods__))
             raise PluginError(f"{self.kind} {name!r} does not implement: {missing}")
+        legacy = getattr(obj, "legacy_hparams", None)
+        if legacy:  # variants: each key must be a hyperparameter, or old configs would gain a stray one
+            stray = sorted(set(legacy) - set(obj.known_hparams()))
+            if stray:
+                raise PluginError(f"{self.kind} {name!r} lists legacy_hparams that are not its hyperparameters: "
+                                  f"{', '.join(stray)}")
         return name
 
     def _build(self) -> None:

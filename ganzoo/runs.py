@@ -320,7 +320,7 @@ def resume(path: str | Path, *, variant: str | None = None, dataset: str | None 
     if PRESET_KEY in (hparams or {}):
         raise GanzooError(f"--set {PRESET_KEY}=... picks the settings a run starts with; {run_dir} keeps its own "
                           "(change one hyperparameter with --set KEY=VALUE --force, or start a new run)")
-    new_hparams = dict(saved["hparams"])
+    new_hparams = variant_cls.saved_hparams(saved["hparams"])
     forced: dict[str, Any] = {}
     for key, value in (hparams or {}).items():
         known = variant_cls.known_hparams()

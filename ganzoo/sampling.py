@@ -10,7 +10,7 @@ from torch import nn
 from .checkpoint import load_checkpoint
 from .data.base import DataSpec
 from .errors import GanzooError
-from .registry import create_variant
+from .registry import create_variant, get_variant
 from .variant import Variant
 
 
@@ -45,12 +45,13 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", ema: bo
     payload = load_checkpoint(path, map_location=device)
     config = payload["config"]
     spec = DataSpec.from_dict(config["data"])
-    variant = create_variant(config["variant"], spec, **config["hparams"])
+    variant = create_variant(config["variant"], spec, **get_variant(config["variant"]).saved_hparams(config["hparams"]))
     nets = variant.networks(spec).to(device)
     try:
         nets.load_state_dict(payload["nets"])
     except RuntimeError as exc:
-        raise GanzooError(f"checkpoint {path} does not match variant {config['variant']!r}: {exc}") from None
+        detail = " ".join(str(exc).split())  # torch's message spans lines; the CLI's errors are one
+        raise GanzooError(f"checkpoint {path} does not match variant {config['variant']!r}: {detail}") from None
     nets.eval()
     sampled = variant.sampling_nets(nets, ema=ema)  # the nets themselves when nothing is swapped
     return LoadedGenerator(variant, sampled, spec, config, int(payload["step"]), nets, sampled is not nets)

@@ -459,7 +459,7 @@ class _CaseChecks:
         payload = load_checkpoint(run.run_dir)  # weights_only=True: plain tensors and containers
         config = payload["config"]
         spec = DataSpec.from_dict(config["data"])
-        restored = self.cls(spec, **config["hparams"])
+        restored = self.cls(spec, **self.cls.saved_hparams(config["hparams"]))
         _require(restored.hparams == run.variant.hparams,
                  "hyperparameters change when read back from config.json: "
                  f"{restored.hparams} != {run.variant.hparams}")
@@ -492,7 +492,7 @@ class _CaseChecks:
         trainer = self.trainer(straight, self.dataset(), self.workdir / "straight", ckpt_every=1)
         expected = trainer.run().state
         payload = load_checkpoint(self.workdir / "straight" / "checkpoints" / checkpoint_name(steps))
-        resumed_variant = self.cls(self.spec, **payload["config"]["hparams"])
+        resumed_variant = self.cls(self.spec, **self.cls.saved_hparams(payload["config"]["hparams"]))
         trainer = self.trainer(resumed_variant, self.dataset(), self.workdir / "resumed")
         resumed = trainer.run(resume=payload).state
         differ = _states_differ(expected.nets.state_dict(), resumed.nets.state_dict())

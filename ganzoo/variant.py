@@ -149,6 +149,13 @@ class Variant(abc.ABC):
     #: overrides. Built-in variants keep ``"paper"``, the paper's settings as
     #: written, where their default recipe differs from it.
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: For runs made by an older version of the variant: hyperparameters added with a default that
+    #: differs from the behaviour before them, or whose default changed, mapped to the value a run
+    #: trained with when its saved config lacks the key. Resuming, ``ganzoo sample``/``eval`` and the
+    #: results ledger read a config back through :meth:`saved_hparams`, so an old run keeps meaning
+    #: what it meant. A key absent from a config and from this map gets today's default (the rule for
+    #: an option added with a default that keeps the variant as it was).
+    legacy_hparams: ClassVar[dict[str, Any]] = {}
     #: Dataset options this variant asks for, used where the dataset takes them and the
     #: user has not set them (e.g. ``{"standardize": True}``: vector data served at unit
     #: scale). A run's config.json records the options it trained with.
@@ -201,6 +208,11 @@ class Variant(abc.ABC):
 
         merged = {**feature_hparams(cls.features), **cls.defaults, **({} if image else cls.vector_defaults)}
         return {k: v for k, v in merged.items() if k not in cls.unused_hparams}
+
+    @classmethod
+    def saved_hparams(cls, saved: dict[str, Any]) -> dict[str, Any]:
+        """A saved config's ``hparams``, with the keys it predates filled from :attr:`legacy_hparams`."""
+        return {**cls.legacy_hparams, **saved}
 
     @classmethod
     def known_hparams(cls) -> dict[str, Any]:
