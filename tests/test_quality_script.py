@@ -48,15 +48,33 @@ def test_an_option_added_since_the_run_matches_only_at_its_default(tmp_path, qua
     run = tmp_path / "stackgan-mnist-s0"
     run.mkdir()
     spec = quality.dataset_spec("mnist")
-    before = ganzoo.get_variant("stackgan").resolve_hparams(spec, {"steps": 4000})
-    del before["conditioning_augmentation"]  # a run made before the option existed
+    before = ganzoo.get_variant("stackgan").resolve_hparams(spec, {"steps": 4000, "preset": "paper"})
+    del before["ca_code"]  # a run made before the option existed, which kept the variant as it was
     (run / "config.json").write_text(json.dumps({"hparams": before}))
-    assert quality._same_hparams(run, "stackgan", "mnist", 4000)
-    assert quality._same_hparams(run, "stackgan", "mnist", 4000, {"conditioning_augmentation": True})
-    assert not quality._same_hparams(run, "stackgan", "mnist", 4000, {"conditioning_augmentation": False})
+    assert quality._same_hparams(run, "stackgan", "mnist", 4000, {"preset": "paper"})
+    assert quality._same_hparams(run, "stackgan", "mnist", 4000, {"preset": "paper", "ca_code": "pytorch"})
+    assert not quality._same_hparams(run, "stackgan", "mnist", 4000, {"preset": "paper", "ca_code": "tensorflow"})
     before["an_option_since_removed"] = 1  # what the run had and the variant no longer knows: retrain
     (run / "config.json").write_text(json.dumps({"hparams": before}))
+    assert not quality._same_hparams(run, "stackgan", "mnist", 4000, {"preset": "paper"})
+
+
+def test_a_run_older_than_a_changed_default_is_read_with_its_legacy_value(tmp_path, quality):
+    """stackgan's default turned conditioning augmentation off on 2026-12-05; runs made before the
+    option existed had it on (StackGAN.legacy_hparams), so the ledger must not count them as today's."""
+    import ganzoo
+
+    run = tmp_path / "stackgan-mnist-s0"
+    run.mkdir()
+    spec = quality.dataset_spec("mnist")
+    before = ganzoo.get_variant("stackgan").resolve_hparams(spec, {"steps": 4000, "preset": "paper"})
+    del before["conditioning_augmentation"], before["ca_code"]
+    (run / "config.json").write_text(json.dumps({"hparams": before}))
     assert not quality._same_hparams(run, "stackgan", "mnist", 4000)
+    assert quality._same_hparams(run, "stackgan", "mnist", 4000, {"conditioning_augmentation": True})
+    today = ganzoo.get_variant("stackgan").resolve_hparams(spec, {"steps": 4000})
+    (run / "config.json").write_text(json.dumps({"hparams": today}))
+    assert quality._same_hparams(run, "stackgan", "mnist", 4000)
 
 
 def test_pacgan_mode_writes_the_table_beside_the_published_one(tmp_path, quality):

@@ -39,7 +39,7 @@ def test_wrong_labels_always_differ():
 
 def test_stage_two_leaves_stage_one_untouched(tmp_path):
     dataset = ganzoo.create_dataset("digits", seed=0)
-    variant = ganzoo.create_variant("stackgan", dataset.spec, steps=4, stage1_steps=2, **SMALL)
+    variant = ganzoo.create_variant("stackgan", dataset.spec, steps=4, stage1_steps=2, preset="paper", **SMALL)
     trainer = Trainer(variant, dataset, tmp_path, TrainOptions(device="cpu", progress=False))
     state = trainer.setup()
     for _ in range(2):
@@ -56,10 +56,11 @@ def test_stage_two_leaves_stage_one_untouched(tmp_path):
     assert any(not torch.equal(stage_two[k], v) for k, v in state.nets["G2"].state_dict().items())
 
 
-@pytest.mark.parametrize("steps", [2, 3], ids=["stopped-at-the-stage-switch", "stopped-in-stage-2"])
-def test_conformance_in_both_stages(steps):
-    report = check_variant("stackgan", hparams={"stage1_steps": 1, "embed_dim": 8, "c_dim": 4}, steps=steps,
-                           toolkit=False)
+@pytest.mark.parametrize("steps, preset", [(2, {}), (3, {}), (3, {"preset": "paper"})],
+                         ids=["stopped-at-the-stage-switch", "stopped-in-stage-2", "paper-stopped-in-stage-2"])
+def test_conformance_in_both_stages(steps, preset):
+    report = check_variant("stackgan", hparams={"stage1_steps": 1, "embed_dim": 8, "c_dim": 4, **preset},
+                           steps=steps, toolkit=False)
     assert report.ok, report.format()
 
 
@@ -116,10 +117,11 @@ def test_the_class_resolves_stage_one_as_the_instance_does():
 
 
 def test_without_conditioning_augmentation_c_is_the_compressed_embedding_and_there_is_no_kl():
-    """The paper's ablation (section 5.3): c = mu, deterministic; the generator loss has no KL term;
+    """The default, the paper's ablation (section 5.3): c = mu, deterministic; the generator loss has no KL term;
     kl_weight alongside it is refused."""
     spec = ganzoo.get_dataset("digits").spec
-    variant = ganzoo.create_variant("stackgan", spec, conditioning_augmentation=False, **SMALL)
+    variant = ganzoo.create_variant("stackgan", spec, **SMALL)  # the default since 2026-12-05
+    assert variant.hparams["conditioning_augmentation"] is False
     nets = variant.build(spec)
     augment = nets["G1"].augment
     assert augment.fc.out_features == SMALL["c_dim"]  # no log-variance half
@@ -131,7 +133,7 @@ def test_without_conditioning_augmentation_c_is_the_compressed_embedding_and_the
     fake, mu, logvar = nets["G1"](variant.latent(8, torch.device("cpu")), labels)
     loss, stats = variant._generator_loss(nets["D1"], fake, mu, logvar, labels)
     assert "kl" not in stats and torch.equal(loss, stats["loss"])
-    with_ca = ganzoo.create_variant("stackgan", spec, **SMALL)
+    with_ca = ganzoo.create_variant("stackgan", spec, preset="paper", **SMALL)
     assert with_ca.build(spec)["G2"].augment.fc.out_features == 2 * SMALL["c_dim"]
     with pytest.raises(ganzoo.GanzooError, match="no effect with conditioning_augmentation=false"):
         ganzoo.create_variant("stackgan", spec, conditioning_augmentation=False, kl_weight=2.0)
