@@ -56,7 +56,7 @@ def test_stage_two_leaves_stage_one_untouched(tmp_path):
     assert any(not torch.equal(stage_two[k], v) for k, v in state.nets["G2"].state_dict().items())
 
 
-@pytest.mark.parametrize("steps, preset", [(2, {}), (3, {}), (3, {"preset": "paper"})],
+@pytest.mark.parametrize("steps, preset", [(2, {}), (3, {}), (3, {"conditioning_augmentation": True})],
                          ids=["stopped-at-the-stage-switch", "stopped-in-stage-2", "paper-stopped-in-stage-2"])
 def test_conformance_in_both_stages(steps, preset):
     report = check_variant("stackgan", hparams={"stage1_steps": 1, "embed_dim": 8, "c_dim": 4, **preset},
