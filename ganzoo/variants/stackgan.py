@@ -277,7 +277,7 @@ class StackGAN(Variant):
     conditional = True
     paper = "Zhang et al. 2017, StackGAN: Text to Photo-realistic Image Synthesis with Stacked GANs (arXiv:1612.03242)"
     summary = ("two stages: Stage-I at half resolution, Stage-II refines it (trained after, Stage-I frozen); "
-               "conditioning augmentation, matching-aware D; label-conditioned; images only")
+               "matching-aware D; label-conditioned (conditioning augmentation with --set preset=paper); images only")
     data_kinds = ("image",)
     features = ("ema", "lr_schedule")
     generator_nets = ("G1", "G2")
