@@ -109,6 +109,20 @@ def test_a_recipe_trial_shows_every_recipe_and_seed(tmp_path, monkeypatch):
     assert config["dataset_options"] == {"standardize": True} and config["hparams"]["toy_hidden"] == 16
 
 
+def test_every_recipe_of_every_trial_still_makes_a_valid_variant(quality):
+    """A trial names its recipes' settings over the variant's defaults, so a changed default can make
+    an old recipe contradictory (stackgan's kl_weight without conditioning augmentation): each must
+    still build its variant."""
+    import ganzoo
+
+    recipes = load_benchmark("recipes")
+    for name, trial in recipes.TRIALS.items():
+        spec = quality.dataset_spec(trial["dataset"])
+        for label, recipe in trial["recipes"].items():
+            ganzoo.get_variant(trial["variant"])(spec, **recipe["hparams"])  # raises GanzooError if invalid
+            assert set(recipe) >= {"hparams", "dataset_options", "source"}, (name, label)
+
+
 def test_image_rows_come_twice_from_one_run_with_the_ema_column(tmp_path, quality):
     args = ["--quick", "--datasets", "digits", "--variants", "vanilla", "--jobs", "1",
             "--out", str(tmp_path / "docs"), "--runs-dir", str(tmp_path / "runs")]
