@@ -71,6 +71,10 @@ _lock = threading.Lock()
 _pm: pluggy.PluginManager | None = None
 _load_failures: list[PluginFailure] = []
 _infos: dict[str, PluginInfo] = {}
+#: Bumped by every register_plugin / unregister_plugin: part of the registries' cache key, because a
+#: plugin object registered after another was freed can reuse its id(), which alone would leave the
+#: registries serving the freed plugin's entries.
+_generation = 0
 
 
 def _new_manager() -> pluggy.PluginManager:
@@ -136,18 +140,22 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 def register_plugin(plugin: Any, name: str | None = None) -> str:
     """Register a plugin object at run time (tests, notebooks); returns its name."""
+    global _generation
     pm = get_plugin_manager()
     registered = pm.register(plugin, name=name)
     if registered is None:
         raise ValueError(f"plugin {name!r} is already registered or blocked")
     _infos[registered] = PluginInfo(registered, builtin=False)
+    _generation += 1
     return registered
 
 
 def unregister_plugin(name: str) -> None:
     """Remove a plugin registered with :func:`register_plugin`."""
+    global _generation
     get_plugin_manager().unregister(name=name)
     _infos.pop(name, None)
+    _generation += 1
 
 
 def load_failures() -> list[PluginFailure]:
@@ -179,5 +187,8 @@ def hook_implementations(hook_name: str) -> list[tuple[str, Callable[..., Any]]]
 
 
 def plugin_set_key() -> tuple[int, ...]:
-    """Changes whenever a plugin is registered or removed (registry cache key)."""
-    return tuple(sorted(id(p) for p in get_plugin_manager().get_plugins()))
+    """Changes whenever a plugin is registered or removed (registry cache key): the registration
+    count of :func:`register_plugin` / :func:`unregister_plugin`, then the plugin objects' ids (which
+    catch a plugin registered on the manager directly)."""
+    pm = get_plugin_manager()
+    return (_generation, *sorted(id(p) for p in pm.get_plugins()))

@@ -244,3 +244,30 @@ def test_import_is_lazy():
     code = ("import sys, ganzoo; assert 'torch' not in sys.modules, 'torch imported'; "
             "assert 'ganzoo.plugins' not in sys.modules, 'plugins loaded'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+class SwitchablePlugin:
+    """Registers whichever variant class ``variant`` holds at the time."""
+
+    def __init__(self, variant):
+        self.variant = variant
+
+    @ganzoo.hookimpl
+    def register_variants(self, register):
+        register(self.variant)
+
+
+def test_the_registry_follows_a_plugin_registered_again_with_the_same_object(register_plugin):
+    """The registries cache on the plugin set; a plugin object can come back with the same id()
+    (re-registered, or a new object in a freed one's memory) but other variants: the cache must not
+    keep serving what the earlier registration gave."""
+    first = type("First", (TinyLoss,), {"name": "test-first"})
+    second = type("Second", (TinyLoss,), {"name": "test-second"})
+    plugin = SwitchablePlugin(first)
+    register_plugin(plugin, "test-switch")
+    assert "test-first" in ganzoo.list_variants()
+    plugins.unregister_plugin("test-switch")  # no registry lookup in between: the cache is still keyed
+    plugin.variant = second                   # on the first registration's plugin set
+    plugins.register_plugin(plugin, name="test-switch")
+    names = ganzoo.list_variants()
+    assert "test-second" in names and "test-first" not in names
