@@ -182,11 +182,11 @@ TRIALS["cyclegan-identity"] = {
                 ("b2a/label_accuracy", "label kept mnist→digits %", 1, 100.0),
                 ("a2b/frechet_distance", "FD →mnist", 1, 1.0), ("b2a/frechet_distance", "FD →digits", 1, 1.0)],
     "recipes": {
-        "identity loss 0.5 lambda (the authors' code; the default)": {
-            "hparams": dict(EMA), "dataset_options": {},
-            "source": "junyanz/pytorch-CycleGAN-and-pix2pix: lambda_identity 0.5 (the default); Zhu et al. "
-                      "2017, section 5.2"},
-        "no identity loss": {
+        "identity loss 0.5 lambda (the authors' code; the default until 2026-12-05)": {
+            "hparams": {"identity_weight": 5.0, **EMA}, "dataset_options": {},
+            "source": "junyanz/pytorch-CycleGAN-and-pix2pix: lambda_identity 0.5 (its default; "
+                      "`--set preset=authors-code`); Zhu et al. 2017, section 5.2"},
+        "no identity loss (the default since 2026-12-05)": {
             "hparams": {"identity_weight": 0.0, **EMA}, "dataset_options": {},
             "source": "Zhu et al. 2017: the objective of section 3 (adversarial + cycle, lambda = 10), as "
                       "trained outside section 5.2's painting -> photo experiments"},

@@ -100,10 +100,18 @@ def test_the_decay_starts_at_half_the_run_unless_set():
     assert ganzoo.create_variant("cyclegan", spec, steps=100, lr_decay_start=10).hparams["lr_decay_start"] == 10
 
 
-def test_conformance_kit_passes():
-    report = check_variant("cyclegan", hparams={"g_width": 4, "d_width": 4, "res_blocks": 1}, steps=2,
+@pytest.mark.parametrize("identity", [{}, {"identity_weight": 5.0}], ids=["default", "with-identity-loss"])
+def test_conformance_kit_passes(identity):
+    report = check_variant("cyclegan", hparams={"g_width": 4, "d_width": 4, "res_blocks": 1, **identity}, steps=2,
                            toolkit=False)
     assert report.ok, report.format()
+
+
+def test_the_identity_loss_is_off_by_default_and_the_authors_code_preset_turns_it_on():
+    """docs/recipes/cyclegan-identity.md: without it the translations kept the label more often."""
+    spec = ganzoo.create_dataset("pair:digits,digits").spec
+    assert ganzoo.get_variant("cyclegan").resolve_hparams(spec, {})["identity_weight"] == 0.0
+    assert ganzoo.get_variant("cyclegan").resolve_hparams(spec, {"preset": "authors-code"})["identity_weight"] == 5.0
 
 
 def test_train_grid_translate_and_its_errors(tmp_path, capsys):
