@@ -33,8 +33,9 @@ module keeps:
 
 Scaled down for a CPU: 32 base channels in G and D (paper 64), 3 residual
 blocks (paper 6 at 128 px, 9 at 256), batch 8 (paper 1), 3000 steps. One
-thread beside two other jobs took 0.39 s per step on 28-px digits (batch 16:
-0.77), about 20 minutes for the default run.
+thread beside two other jobs took 0.39 s per step on 28-px digits with the
+identity loss (batch 16: 0.77); the results rebuild's default runs, without
+it, took 14-15 CPU-minutes each (with it: about 22).
 
 The pools are buffers of the nets (``pool_a``, ``pool_b``), so checkpoints
 hold them and a run resumes bit-identically. Each micro-batch queries a pool
