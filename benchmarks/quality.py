@@ -733,8 +733,8 @@ def write_report(out: Path, results: dict, floors: dict, classifiers: dict, vari
     met = targets(results, variants)
     if met:
         lines += ["## Targets (issue 14)", "", *met, ""]
-        lines += ["Recipe trials beside these rows (the same or lower budgets, 2-3 seeds, every run shown; the stackgan and cyclegan trials changed their defaults): "
-                  "[recipes/](recipes/); earlier measurements for targets not met (wgan-gp's λ and longer GPU "
+        lines += ["Recipe trials beside these rows (the same or lower budgets, 2-3 seeds, every run shown; the "
+                  "stackgan and cyclegan trials changed their defaults): [recipes/](recipes/); earlier measurements for targets not met (wgan-gp's λ and longer GPU "
                   "runs on the 2-D layouts, vanilla's class balance along its run, dcgan's batch): "
                   "[shortfalls.md](shortfalls.md).", ""]
     met = zoo_targets(results)
