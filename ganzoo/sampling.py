@@ -10,7 +10,7 @@ from torch import nn
 from .checkpoint import load_checkpoint
 from .data.base import DataSpec
 from .errors import GanzooError
-from .registry import create_variant, get_variant
+from .registry import get_variant
 from .variant import Variant
 
 
@@ -45,7 +45,8 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", ema: bo
     payload = load_checkpoint(path, map_location=device)
     config = payload["config"]
     spec = DataSpec.from_dict(config["data"])
-    variant = create_variant(config["variant"], spec, **get_variant(config["variant"]).saved_hparams(config["hparams"]))
+    variant_cls = get_variant(config["variant"])
+    variant = variant_cls(spec, **variant_cls.saved_hparams(config["hparams"]))
     nets = variant.networks(spec).to(device)
     try:
         nets.load_state_dict(payload["nets"])

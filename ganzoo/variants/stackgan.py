@@ -88,16 +88,12 @@ from ..optim import adam
 from ..variant import Phase, TrainState, Variant
 
 
-#: The authors' two codebases differ in conditioning augmentation's head (``--set ca_code=...``).
-CA_CODES = {
-    # StackGAN-Pytorch (model.py, CA_NET): ReLU before the split, the second half a log-variance, so
-    # logvar >= 0 and sigma >= 1: every c carries noise of at least unit variance.
-    "pytorch": "hanzhanggit/StackGAN-Pytorch: ReLU, then mean and log-variance (sigma >= 1)",
-    # StackGAN (TensorFlow, stageI/model.py generate_condition): leaky ReLU 0.2 before the split, the
-    # second half log sigma, so sigma may fall below 1 (log sigma = 0.2 x for x < 0).
-    "tensorflow": "hanzhanggit/StackGAN (the original TensorFlow code): leaky ReLU 0.2, then mean and "
-                  "log sigma (sigma may fall below 1)",
-}
+#: The authors' two codebases differ in conditioning augmentation's head (``--set ca_code=...``):
+#: "pytorch" is StackGAN-Pytorch (model.py, CA_NET): ReLU before the split, the second half a
+#: log-variance, so logvar >= 0 and sigma >= 1 (every c carries noise of at least unit variance);
+#: "tensorflow" is the original StackGAN (stageI/model.py, generate_condition): leaky ReLU 0.2 before
+#: the split, the second half log sigma, so sigma may fall below 1 (log sigma = 0.2 x for x < 0).
+CA_CODES = ("pytorch", "tensorflow")
 
 
 class ConditioningAugmentation(nn.Module):
