@@ -2,10 +2,13 @@
 
 A fresh run and a resume both take the lock before they write anything into
 the run directory (``config.json``, logs, checkpoints) and release it when
-they end, however they end short of SIGKILL. The lock is a file created with
-``O_CREAT | O_EXCL``, which is atomic on local filesystems and on NFS (v3 and
-later), so two processes never both own a directory; it holds the owner's PID,
-host and start time, which the refusal names.
+they end, however they end short of SIGKILL. The lock file holds the owner's
+PID, host and start time, which the refusal names. It is written whole to a
+private temporary name first and then hard-linked to ``.lock``: the link is
+atomic and fails when ``.lock`` exists (local filesystems, NFS v3 and later),
+so two processes never both own a directory, and a process that loses the race
+never reads a lock that is still empty. Where hard links are not supported the
+lock falls back to ``O_CREAT | O_EXCL`` and writes the holder afterwards.
 
 A lock left by a process that died (SIGKILL, a crash of the machine) is
 recognised as stale when it names this host and a PID that no longer runs,
@@ -69,7 +72,7 @@ class RunLock:
               "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         for _ in range(2):  # a second try after removing a stale lock
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                self._create(json.dumps(me))
             except FileExistsError:
                 holder = _holder(self.path)
                 if holder and holder.get("host") == me["host"] and not pid_alive(int(holder.get("pid", -1))):
@@ -78,11 +81,27 @@ class RunLock:
                 raise GanzooError(self._busy_message(holder)) from None
             except OSError as exc:
                 raise GanzooError(f"cannot lock {self.path.parent}: {exc.strerror or exc}") from None
-            with os.fdopen(fd, "w") as handle:
-                json.dump(me, handle)
             self.owned = True
             return self
         raise GanzooError(self._busy_message(_holder(self.path)))
+
+    def _create(self, content: str) -> None:
+        """Create the lock file holding ``content``, atomically; FileExistsError when it exists."""
+        staged = self.path.with_name(f"{LOCK_NAME}.{os.getpid()}.tmp")
+        try:
+            staged.write_text(content)
+            try:
+                os.link(staged, self.path)
+                return
+            except FileExistsError:
+                raise
+            except OSError:  # no hard links here (some FUSE or SMB mounts): the exclusive create
+                pass
+        finally:
+            staged.unlink(missing_ok=True)
+        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(content)
 
     def _busy_message(self, holder: dict | None) -> str:
         if not holder:

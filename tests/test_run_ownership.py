@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ganzoo.cli import main
+from ganzoo.errors import GanzooError
 from ganzoo.runlock import LOCK_NAME, RunLock
 
 from .test_registry import _fake_distribution, _ganzoo
@@ -109,6 +110,38 @@ def test_two_runs_started_on_one_out_at_once_never_overwrite_each_other(tmp_path
     winner_seed = next(seed for seed, (code, _) in zip((0, 1), results) if code == 0)
     assert json.loads((run / "config.json").read_text())["seed"] == winner_seed
     assert not (run / LOCK_NAME).exists()
+
+
+
+def test_the_lock_is_linked_into_place_already_holding_its_owner(tmp_path, monkeypatch):
+    """A process that loses the race reads the winner's PID, never an empty file
+    (CI once saw "its lock file is empty" when the loser read between create and write)."""
+    seen = []
+    real_link = os.link
+
+    def watching_link(src, dst):
+        seen.append(json.loads(Path(src).read_text()))
+        return real_link(src, dst)
+
+    monkeypatch.setattr(os, "link", watching_link)
+    lock = RunLock(tmp_path).acquire()
+    assert seen == [json.loads((tmp_path / LOCK_NAME).read_text())] and seen[0]["pid"] == os.getpid()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_NAME]  # the staged copy is gone
+    lock.release()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_without_hard_links_the_lock_falls_back_to_an_exclusive_create(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    lock = RunLock(tmp_path).acquire()
+    assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_NAME]
+    with pytest.raises(GanzooError, match=f"in use by process {os.getpid()}"):
+        RunLock(tmp_path).acquire()  # still exclusive
+    lock.release()
 
 
 # -- plugins that call sys.exit ---------------------------------------------------
