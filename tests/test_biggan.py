@@ -70,6 +70,58 @@ def test_each_block_is_conditioned_on_the_shared_embedding_and_its_own_z_chunk()
     torch.testing.assert_close(cbn(x, condition), expected)
 
 
+def test_without_shared_embedding_and_hierarchical_z_each_norm_looks_up_its_own_class_embedding():
+    variant = small_variant(nz=16, shared_embedding=False, hierarchical_z=False)
+    generator = variant.networks(SPEC)["G"]
+    assert generator.shared is None and generator.chunks == [16]
+    assert generator.linear.in_features == 16  # all of z enters the first layer
+    seen = []
+    for block in generator.blocks:
+        block.register_forward_pre_hook(lambda module, args: seen.append(args[1].detach().clone()))
+    z, labels = variant.latent(3, CPU), torch.tensor([0, 5, 9])
+    generator(z, labels)
+    assert len(seen) == 3 and all(torch.equal(condition, labels) for condition in seen)
+    cbn = generator.blocks[0].bn1
+    assert isinstance(cbn.gain, torch.nn.Embedding) and cbn.gain.weight.shape == (10, cbn.norm.num_features)
+    x = torch.randn(3, cbn.norm.num_features, 4, 4)
+    cbn.eval()
+    expected = cbn.norm(x) * (1 + cbn.gain.weight[labels])[:, :, None, None] + cbn.bias.weight[labels][:, :, None, None]
+    torch.testing.assert_close(cbn(x, labels), expected)
+    # The per-layer embeddings are G weights like any other: orthogonal regularisation covers them.
+    regularised = {id(w) for w in generator.regularised_weights()}
+    assert id(cbn.gain.weight) in regularised and id(cbn.bias.weight) in regularised
+    generator.eval()
+    assert not torch.allclose(generator(z, torch.tensor([1, 1, 1])), generator(z, torch.tensor([2, 2, 2])))
+
+
+def test_n02_initialisation_draws_weights_of_std_0_02_and_restarts_the_power_iteration():
+    nets = small_variant(weight_init="N02", g_width=8, d_width=8).networks(SPEC)
+    for net in nets.values():
+        weights = [w for _, w in spectral_norms(net)]
+        assert torch.cat([w.flatten() for w in weights]).std().item() == pytest.approx(0.02, rel=0.05)
+        # sigma = u^T W v near W's largest singular value again (15 power iterations, as when built; the
+        # vectors of the orthogonal weights they replace would give a fraction of it)
+        for norm, weight in spectral_norms(net):
+            sigma = (weight.flatten(1) * torch.outer(norm._u, norm._v)).sum()
+            assert sigma.item() == pytest.approx(torch.linalg.matrix_norm(weight.flatten(1), ord=2).item(), rel=0.15)
+    assert nets["G"].shared.weight.std().item() == pytest.approx(0.02, rel=0.2)
+    ortho = small_variant(g_width=8, d_width=8).networks(SPEC)["G"].linear.parametrizations.weight.original
+    assert torch.linalg.matrix_norm(ortho, ord=2).item() == pytest.approx(1.0)  # the default: orthogonal
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"shared_embedding": False}, "hierarchical_z=true needs shared_embedding=true"),
+    ({"weight_init": "xavier"}, "weight_init must be one of ortho, N02"),
+])
+def test_architecture_options_refuse_what_the_reference_cannot_do(tmp_path, overrides, message):
+    with pytest.raises(ganzoo.GanzooError, match=message):
+        small_variant(**overrides)
+    out = tmp_path / "run"
+    assert main(["train", "biggan", "--dataset", "digits", "--steps", "1", "--out", str(out), "--quiet",
+                 "--set", *(f"{k}={v}" for k, v in overrides.items())]) == 2
+    assert not out.exists()
+
+
 def test_the_critic_adds_the_projection_of_the_label_embedding():
     critic = small_variant().networks(SPEC)["D"]
     critic.eval()
@@ -181,9 +233,14 @@ def test_conformance(steps):
     assert report.ok, report.format()
 
 
-def test_resume_is_bit_identical(tmp_path):
+# BigGAN-PyTorch's CIFAR-10 script's generator: per-layer class embeddings, one z, N(0, 0.02) weights.
+SCRIPT_ARCH = {"shared_embedding": False, "hierarchical_z": False, "weight_init": "N02"}
+
+
+@pytest.mark.parametrize("arch", [{}, SCRIPT_ARCH], ids=["paper-arch", "cifar-script-arch"])
+def test_resume_is_bit_identical(tmp_path, arch):
     common = ["--dataset", "digits", "--batch-size", "8", "--quiet", "--device", "cpu", "--sample-every", "0",
-              *SETS]
+              *SETS, *(f"{k}={v}" for k, v in arch.items())]
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     assert main(["train", "biggan", "--steps", "4", "--out", str(straight), *common]) == 0
     assert main(["train", "biggan", "--steps", "2", "--out", str(stopped), *common]) == 0

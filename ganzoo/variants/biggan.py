@@ -16,6 +16,14 @@ paper's are for 128-512 px. What it keeps:
   concat(shared embedding, chunk i) through **conditional BatchNorm** in
   both its norms: BatchNorm without affine parameters, then
   x * (1 + gamma(c)) + beta(c), gamma and beta linear layers of c (no bias).
+* **Two switches of BigGAN-PyTorch for its smaller models** (both on by
+  default, as in the paper): ``shared_embedding=false`` gives every
+  conditional BatchNorm its own class embeddings for gain and bias (the
+  reference without ``--G_shared``, as its CIFAR-10 script runs), and
+  ``hierarchical_z=false`` feeds all of z to the first linear layer (without
+  ``--hier``; the blocks then see the class alone). ``weight_init=N02``
+  draws every weight from N(0, 0.02) instead of the paper's orthogonal
+  initialisation (the CIFAR-10 script's ``--G_init N02 --D_init N02``).
 * **G residual blocks**: BN-ReLU-upsample(nearest)-conv3x3-BN-ReLU-conv3x3,
   plus an upsampled 1x1 conv skip; a linear layer from the first z chunk
   to 4x4; the output is BN-ReLU-conv3x3-tanh (a plain, affine BatchNorm).
@@ -207,6 +215,26 @@ def power_iteration(net: nn.Module) -> None:
         norm.power_iteration(weight)
 
 
+WEIGHT_INITS = ("ortho", "N02")
+
+
+def initialise_weights(net: nn.Module, scheme: str) -> None:
+    """Re-initialise every conv, linear and embedding weight of ``net`` by ``scheme`` (BigGAN-PyTorch's
+    ``--G_init``/``--D_init``): "N02" draws N(0, 0.02). The nets are built with "ortho" (orthogonal,
+    the paper's), so only other schemes call this. Spectral norms restart their power iteration."""
+    for module in net.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear, nn.Embedding)):
+            weight = (module.parametrizations.weight.original if parametrize.is_parametrized(module, "weight")
+                      else module.weight)
+            with torch.no_grad():
+                if scheme == "N02":
+                    nn.init.normal_(weight, 0.0, 0.02)
+                else:
+                    raise ValueError(f"unknown weight initialisation {scheme!r}")
+    for norm, weight in spectral_norms(net):
+        norm.power_iteration(weight, INITIAL_POWER_ITERATIONS)
+
+
 def sn_conv(in_channels: int, out_channels: int, kernel: int, bias: bool = True) -> nn.Conv2d:
     return spectral_norm(nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2, bias=bias))
 
@@ -229,14 +257,23 @@ def orthogonal_penalty(weights: list[torch.Tensor]) -> torch.Tensor:
 
 # -- building blocks ------------------------------------------------------------------------------
 class ConditionalBatchNorm(nn.Module):
-    """BatchNorm without affine parameters, then x * (1 + gain(c)) + bias(c), gain and bias linear
-    (spectrally normalised, no bias) in the conditioning vector c."""
+    """BatchNorm without affine parameters, then x * (1 + gain(c)) + bias(c).
 
-    def __init__(self, channels: int, condition_dim: int):
+    With ``classes`` = 0, gain and bias are linear (spectrally normalised, no bias) in a conditioning
+    vector c (N, condition_dim): the shared embedding, with a z chunk when the latent is hierarchical.
+    With ``classes`` > 0 they are this layer's own class embeddings (classes, channels), looked up
+    from the labels c (N,) (BigGAN-PyTorch without ``--G_shared``); ``condition_dim`` is unused."""
+
+    def __init__(self, channels: int, condition_dim: int, classes: int = 0):
         super().__init__()
         self.norm = nn.BatchNorm2d(channels, affine=False)
-        self.gain = sn_linear(condition_dim, channels, bias=False)
-        self.bias = sn_linear(condition_dim, channels, bias=False)
+        if classes:
+            self.gain, self.bias = nn.Embedding(classes, channels), nn.Embedding(classes, channels)
+            nn.init.orthogonal_(self.gain.weight)
+            nn.init.orthogonal_(self.bias.weight)
+        else:
+            self.gain = sn_linear(condition_dim, channels, bias=False)
+            self.bias = sn_linear(condition_dim, channels, bias=False)
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         gain = 1.0 + self.gain(condition)[:, :, None, None]
@@ -268,11 +305,11 @@ class SelfAttention(nn.Module):
 class GeneratorBlock(nn.Module):
     """CBN-ReLU-up-conv3x3-CBN-ReLU-conv3x3, plus up-conv1x1 skip."""
 
-    def __init__(self, in_channels: int, out_channels: int, condition_dim: int):
+    def __init__(self, in_channels: int, out_channels: int, condition_dim: int, classes: int = 0):
         super().__init__()
-        self.bn1 = ConditionalBatchNorm(in_channels, condition_dim)
+        self.bn1 = ConditionalBatchNorm(in_channels, condition_dim, classes)
         self.conv1 = sn_conv(in_channels, out_channels, 3)
-        self.bn2 = ConditionalBatchNorm(out_channels, condition_dim)
+        self.bn2 = ConditionalBatchNorm(out_channels, condition_dim, classes)
         self.conv2 = sn_conv(out_channels, out_channels, 3)
         self.skip = sn_conv(in_channels, out_channels, 1)
 
@@ -311,37 +348,51 @@ def chunk_sizes(nz: int, chunks: int) -> list[int]:
 
 
 class Generator(nn.Module):
-    """(z (N, nz), labels (N,)) -> images (N, C, side, side) in [-1, 1]."""
+    """(z (N, nz), labels (N,)) -> images (N, C, side, side) in [-1, 1].
+
+    ``shared``: one class embedding (classes, shared_dim) feeds every conditional BatchNorm (the
+    paper); else each has its own (BigGAN-PyTorch without ``--G_shared``). ``hierarchical``: z is
+    split into a chunk for the first linear layer and one per block, appended to the block's
+    conditioning (the paper's skip-z); else all of z enters the first layer and the blocks see the
+    class alone (BigGAN-PyTorch without ``--hier``)."""
 
     def __init__(self, side: int, channels: int, classes: int, nz: int, shared_dim: int, width: int,
-                 attention: int):
+                 attention: int, shared: bool = True, hierarchical: bool = True):
         super().__init__()
         ins, outs = G_WIDTHS[side]
-        self.chunks = chunk_sizes(nz, len(ins) + 1)
-        self.shared = nn.Embedding(classes, shared_dim)
-        nn.init.orthogonal_(self.shared.weight)
+        self.hierarchical = hierarchical
+        self.chunks = chunk_sizes(nz, len(ins) + 1) if hierarchical else [nz]
+        block_chunks = self.chunks[1:] if hierarchical else [0] * len(ins)
+        self.shared = None
+        if shared:
+            self.shared = nn.Embedding(classes, shared_dim)
+            nn.init.orthogonal_(self.shared.weight)
         self.bottom_channels = ins[0] * width
         self.linear = sn_linear(self.chunks[0], self.bottom_channels * 16)
-        self.blocks = nn.ModuleList(GeneratorBlock(i * width, o * width, shared_dim + chunk)
-                                    for i, o, chunk in zip(ins, outs, self.chunks[1:]))
+        self.blocks = nn.ModuleList(GeneratorBlock(i * width, o * width, shared_dim + chunk,
+                                                   0 if shared else classes)
+                                    for i, o, chunk in zip(ins, outs, block_chunks))
         self.resolutions = [8 * 2 ** i for i in range(len(ins))]
         self.attention_after = self.resolutions.index(attention) if attention else -1
         self.attention = SelfAttention(outs[self.attention_after] * width) if attention else None
         self.output = nn.Sequential(nn.BatchNorm2d(outs[-1] * width), nn.ReLU(), sn_conv(outs[-1] * width, channels, 3))
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        shared = self.shared(labels)
+        # What each block's conditional BatchNorms see: labels (N,) for their own embeddings, else the
+        # shared embedding (N, shared_dim), with the block's z chunk appended when hierarchical.
+        condition = labels if self.shared is None else self.shared(labels)
         first, *rest = torch.split(z, self.chunks, dim=1)
         h = self.linear(first).view(z.shape[0], self.bottom_channels, 4, 4)
-        for index, (block, chunk) in enumerate(zip(self.blocks, rest)):
-            h = block(h, torch.cat([shared, chunk], dim=1))
+        for index, block in enumerate(self.blocks):
+            h = block(h, torch.cat([condition, rest[index]], dim=1) if self.hierarchical else condition)
             if index == self.attention_after:
                 h = self.attention(h)
         return torch.tanh(self.output(h))
 
     def regularised_weights(self) -> list[torch.Tensor]:
         """The weights orthogonal regularisation acts on: every weight matrix or kernel (before
-        spectral normalisation), but the shared embedding's."""
+        spectral normalisation), but the shared embedding's (as in BigGAN-PyTorch; without a shared
+        embedding the conditional BatchNorms' own embeddings are regularised, as there)."""
         return [p for name, p in self.named_parameters() if p.dim() >= 2 and not name.startswith("shared.")]
 
 
@@ -416,6 +467,10 @@ class BigGAN(Variant):
         "d_width": 8,
         "attention": 0,
         "ortho_reg": 0.0,
+        # The paper's generator conditioning and initialisation (BigGAN-PyTorch's --G_shared --hier, ortho).
+        "shared_embedding": True,
+        "hierarchical_z": True,
+        "weight_init": "ortho",
         "ema": 0.9999,
         "ema_rampup": 0.05,
     }
@@ -440,10 +495,17 @@ class BigGAN(Variant):
         hp = self.hparams
         if hp["ortho_reg"] < 0:
             raise GanzooError(f"ortho_reg must be >= 0 (0 turns orthogonal regularisation off), got {hp['ortho_reg']}")
+        if hp["hierarchical_z"] and not hp["shared_embedding"]:
+            raise GanzooError("hierarchical_z=true needs shared_embedding=true: each block's z chunk joins the "
+                              "shared class embedding (BigGAN-PyTorch's --hier needs --G_shared too); "
+                              "set hierarchical_z=false")
+        if hp["weight_init"] not in WEIGHT_INITS:
+            raise GanzooError(f"weight_init must be one of {', '.join(WEIGHT_INITS)} (orthogonal, the paper's; "
+                              f"N(0, 0.02), BigGAN-PyTorch's CIFAR-10 script), got {hp['weight_init']!r}")
         if spec is not None:
             self.side  # noqa: B018 - too large an image is an error now, not at build
             chunks = len(G_WIDTHS[self.side][0]) + 1
-            if hp["nz"] < chunks:
+            if hp["hierarchical_z"] and hp["nz"] < chunks:
                 raise GanzooError(f"nz must be at least {chunks} at {self.side} px (one z chunk per G block "
                                   f"and one for its first layer), got {hp['nz']}")
             allowed = [2 ** i for i in range(3, int(math.log2(self.side)))]  # 8 .. side / 2
@@ -465,11 +527,15 @@ class BigGAN(Variant):
     # -- the contract -----------------------------------------------------------------------------
     def build(self, spec: DataSpec) -> nn.ModuleDict:
         hp, side = self.hparams, self.side
-        return nn.ModuleDict({
+        nets = nn.ModuleDict({
             "G": Generator(side, spec.channels, spec.num_classes, hp["nz"], hp["shared_dim"], hp["g_width"],
-                           hp["attention"]),
+                           hp["attention"], hp["shared_embedding"], hp["hierarchical_z"]),
             "D": Discriminator(side, spec.channels, spec.num_classes, hp["d_width"], hp["attention"]),
         })
+        if hp["weight_init"] != "ortho":
+            for net in nets.values():
+                initialise_weights(net, hp["weight_init"])
+        return nets
 
     def make_optimizers(self, nets: nn.ModuleDict) -> dict[str, torch.optim.Optimizer]:
         hp = self.hparams
