@@ -129,6 +129,14 @@ TRIALS["biggan-mnist"] = {
             "dataset_options": {},
             "source": "ajbrock/BigGAN-PyTorch scripts/launch_cifar_ema.sh runs without --G_shared and --hier "
                       "(utils.py: both off by default) and with --G_init N02 --D_init N02"},
+        # Added after the recipe above left G's images black in its first run: the same conditioning with
+        # the paper's orthogonal initialisation, which a 200-step run showed training normally.
+        "the CIFAR-10 script's conditioning with orthogonal init (own class embeddings per BatchNorm, one z)": {
+            "hparams": {"lr_g": 2e-4, "lr_d": 2e-4, "n_critic": 4, "attention": 0, "ortho_reg": 0.0,
+                        "shared_embedding": False, "hierarchical_z": False},
+            "dataset_options": {},
+            "source": "ajbrock/BigGAN-PyTorch without --G_shared and --hier, as its CIFAR-10 script; the "
+                      "paper's orthogonal initialisation (BigGAN-PyTorch's default --G_init/--D_init ortho)"},
     },
 }
 
