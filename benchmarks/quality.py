@@ -637,6 +637,15 @@ def zoo_targets(results: dict) -> list[str]:
             lines.append(f"- `biggan` on {dataset}: label accuracy ≥ {least:.0%}" + (", FD ≤ 60" if dataset == "mnist"
                          else "") + f" — **{'met' if ok else 'not met'}** (label accuracy {_seeds(acc, 1, 100)} %, "
                          f"FD {_seeds(fd, 1)})")
+    if lines:
+        lines += ["", "What was tried for the targets not met, every run shown: cyclegan without the identity loss "
+                  "([recipes/cyclegan-identity.md](recipes/cyclegan-identity.md), now the default); stylegan2's "
+                  "published settings one at a time, a plain training loop, a four times longer run and NVlabs' "
+                  "own implementation at the same settings, which collapses the same way "
+                  "([recipes/stylegan2-mnist-collapse.md](recipes/stylegan2-mnist-collapse.md)); biggan's "
+                  "paper settings against BigGAN-PyTorch's CIFAR-10 script, its optimiser and its generator "
+                  "([recipes/biggan-mnist.md](recipes/biggan-mnist.md)); pggan with and without EMA (its two "
+                  "rows above)."]
     return lines
 
 
