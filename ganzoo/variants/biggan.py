@@ -222,19 +222,16 @@ def power_iteration(net: nn.Module) -> None:
 WEIGHT_INITS = ("ortho", "N02")
 
 
-def initialise_weights(net: nn.Module, scheme: str) -> None:
-    """Re-initialise every conv, linear and embedding weight of ``net`` by ``scheme`` (BigGAN-PyTorch's
-    ``--G_init``/``--D_init``): "N02" draws N(0, 0.02). The nets are built with "ortho" (orthogonal,
-    the paper's), so only other schemes call this. Spectral norms restart their power iteration."""
+def normal_init(net: nn.Module, std: float = 0.02) -> None:
+    """Redraw every conv, linear and embedding weight of ``net`` from N(0, std): BigGAN-PyTorch's
+    ``--G_init N02``/``--D_init N02``. The nets are built with the paper's orthogonal weights, so
+    only ``weight_init=N02`` calls this. Spectral norms restart their power iteration."""
     for module in net.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear, nn.Embedding)):
             weight = (module.parametrizations.weight.original if parametrize.is_parametrized(module, "weight")
                       else module.weight)
             with torch.no_grad():
-                if scheme == "N02":
-                    nn.init.normal_(weight, 0.0, 0.02)
-                else:
-                    raise ValueError(f"unknown weight initialisation {scheme!r}")
+                nn.init.normal_(weight, 0.0, std)
     for norm, weight in spectral_norms(net):
         norm.power_iteration(weight, INITIAL_POWER_ITERATIONS)
 
@@ -536,9 +533,9 @@ class BigGAN(Variant):
                            hp["attention"], hp["shared_embedding"], hp["hierarchical_z"]),
             "D": Discriminator(side, spec.channels, spec.num_classes, hp["d_width"], hp["attention"]),
         })
-        if hp["weight_init"] != "ortho":
+        if hp["weight_init"] == "N02":
             for net in nets.values():
-                initialise_weights(net, hp["weight_init"])
+                normal_init(net)
         return nets
 
     def make_optimizers(self, nets: nn.ModuleDict) -> dict[str, torch.optim.Optimizer]:
